@@ -1,0 +1,43 @@
+"""Benchmark suites, listed by ``sciml bench`` and run by ``sciml bench NAME``.
+
+Each suite is a module with ``run(quick=False, out_dir=None) -> list[dict]`` and
+``format_table(rows) -> str``; this registry maps names to those modules so the command
+line imports a suite only when it runs. Every suite compares in one run, with one
+stopping rule (the true relative residual) and one budget, against the strongest fair
+baseline, and writes its rows as JSON.
+
+Examples
+--------
+>>> from sciml.bench import SUITES
+>>> "solvers" in SUITES
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from sciml.registry import Registry
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A benchmark suite: its module and what it measures."""
+
+    module: str
+    description: str
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+SUITES: Registry[Suite] = Registry("benchmark suite")
+SUITES.register(
+    "solvers",
+    Suite(
+        "sciml.bench_solvers",
+        "Darcy-type SPD systems 64^2-256^2: CG with none/Jacobi/ILU/AMG, GMRES+AMG, direct, "
+        "against pyamg's own solver; true relative residual 1e-8",
+    ),
+)
