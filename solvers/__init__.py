@@ -1,1 +1,45 @@
-"""placeholder, replaced by the module owner."""
+"""Linear solvers with scipy's calling convention and one stopping rule.
+
+Every method stops on the **true** residual, ``||b - A x||_2 <= max(rtol ||b||_2,
+atol)``, checked on the iterate it returns (:mod:`sciml.solvers.stopping`).
+
+- ``cg``, ``gmres``, ``direct``: scipy's signature, returning ``(x, info)``;
+- ``cg_result``, ``gmres_result``, ``direct_result``: the same, returning a
+  :class:`SolveResult` (residual, iterations, matvecs, history, time, message);
+- :class:`LinearSolver`: a method, a preconditioner spec and tolerances, as a
+  generator holds it, with JSON settings;
+- ``METHODS``, ``PRECONDITIONERS``: the registries; :func:`make_preconditioner`
+  builds ``M ~ A^-1`` from a spec such as ``"amg"`` or ``("ilu", {"drop_tol": 1e-4})``.
+
+Examples
+--------
+>>> import numpy as np
+>>> import scipy.sparse as sp
+>>> from sciml.solvers import LinearSolver, cg
+>>> A = sp.diags_array([-1.0, 2.5, -1.0], offsets=[-1, 0, 1], shape=(100, 100))
+>>> x, info = cg(A, np.ones(100), rtol=1e-10)
+>>> info
+0
+>>> LinearSolver("cg", preconditioner="amg").solve(A, np.ones(100)).converged
+True
+"""
+
+from sciml.solvers.direct import direct, direct_result
+from sciml.solvers.krylov import cg, cg_result, gmres, gmres_result
+from sciml.solvers.linear_solver import METHODS, LinearSolver
+from sciml.solvers.preconditioners import PRECONDITIONERS, make_preconditioner
+from sciml.solvers.result import SolveResult
+
+__all__ = [
+    "SolveResult",
+    "cg",
+    "gmres",
+    "direct",
+    "cg_result",
+    "gmres_result",
+    "direct_result",
+    "LinearSolver",
+    "METHODS",
+    "PRECONDITIONERS",
+    "make_preconditioner",
+]
