@@ -38,5 +38,5 @@ summary = train(config, train_set, val_set, out / "run")
 
 # 3. Evaluate on held-out data: metrics.json and figures.
 metrics = evaluate(out / "run", GridDataset(test_file))
-print(f"test relative L2 {metrics['rel_l2']['mean']:.4f}, H1 {metrics['rel_h1']['mean']:.4f}; "
+print(f"test relative L2 {metrics['relative_l2']['mean']:.4f}, H1 {metrics['relative_h1']['mean']:.4f}; "
       f"figures in {metrics['out_dir']}")

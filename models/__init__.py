@@ -1,1 +1,18 @@
-"""placeholder, replaced by the module owner."""
+"""Neural operators on regular grids, registered by name.
+
+Every model is a :class:`GridModel`: ``(B, C_in, *grid) -> (B, C_out, *grid)``, rebuilt
+from its JSON ``config`` with :func:`build_model`.
+
+Examples
+--------
+>>> from sciml.models import build_model, list_models
+>>> list_models()
+['fno']
+>>> build_model("fno", in_channels=1, out_channels=1, n_modes=4, width=8).name
+'fno'
+"""
+
+from sciml.models.base import MODELS, GridModel, build_model, list_models
+from sciml.models.fno import FNO
+
+__all__ = ["GridModel", "MODELS", "build_model", "list_models", "FNO"]

@@ -39,8 +39,8 @@ def evaluation_row(metrics: dict, label: str) -> dict:
     return {
         "model": label,
         "resolution": "x".join(str(s) for s in metrics["resolution"]),
-        "rel_l2": metrics["rel_l2"]["mean"],
-        "rel_h1": metrics["rel_h1"]["mean"],
+        "rel_l2": metrics["relative_l2"]["mean"],
+        "rel_h1": metrics["relative_h1"]["mean"],
         "parameters": metrics["n_parameters"],
         "train_s": metrics.get("train_seconds"),
         "infer_ms_per_sample": 1e3 * metrics["inference_seconds_per_sample"],
