@@ -40,7 +40,7 @@ import pyamg
 import scipy.sparse as sp
 
 from sciml import tables
-from sciml.dataset_file import atomic_write_json
+from sciml.atomic import atomic_write_json
 from sciml.datasets import Darcy
 from sciml.solvers import LinearSolver
 

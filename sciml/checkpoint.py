@@ -36,13 +36,13 @@ import json
 import os
 import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from sciml.atomic import atomic_write_bytes
 from sciml.errors import SciMLError
 
 FORMAT_NAME = "sciml-checkpoint"
@@ -96,22 +96,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     payload["format"] = json.dumps({"name": FORMAT_NAME, "version": FORMAT_VERSION, "packages": package_versions()})
     _check_plain(payload, "payload")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    atomic_write_bytes(path, lambda handle: torch.save(payload, handle))
     return path
 
 

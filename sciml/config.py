@@ -114,7 +114,7 @@ def check_keys(section: dict, allowed: Iterable[str], where: str) -> None:
 
 def write_config(config: dict, path: str | os.PathLike) -> str:
     """Write the resolved config as JSON (readable back with ``--config``), atomically."""
-    from sciml.dataset_file import atomic_write_json
+    from sciml.atomic import atomic_write_json
 
     atomic_write_json(path, config)
     return os.fspath(path)

@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from sciml.atomic import atomic_write_bytes, atomic_write_json, temporary_beside
 from sciml.errors import DataFileError
 
 FORMAT_NAME = "sciml-dataset"
@@ -68,27 +68,6 @@ REQUIRED_ATTRIBUTES = (
 
 
 # ----------------------------------------------------------------------------- helpers
-def atomic_write_bytes(path: str | os.PathLike, write) -> None:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, fsync, then rename it
-    over ``path``: readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path, obj) -> None:
-    atomic_write_bytes(path, lambda h: h.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
-
-
 def sample_seed(root_seed: int, index: int) -> int:
     """The seed of sample ``index``: independent of how many samples are generated.
 
@@ -230,43 +209,35 @@ def _assemble(path: Path, items, n_samples: int, coords: dict, attrs: dict, dtyp
 
     dims = tuple(coords)
     spatial = tuple(len(coords[d]) for d in dims)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5netcdf.File(tmp, "w") as f:
-            f.dimensions = {"sample": n_samples, **dict(zip(dims, spatial))}
-            for d in dims:
-                var = f.create_variable(d, (d,), np.float64)
-                var[:] = coords[d]
-                var.attrs["long_name"] = f"{d} coordinate (cell centre)"
-            index_var = f.create_variable("sample", ("sample",), np.int64)
-            seed_var = f.create_variable("seed", ("sample",), np.int64)
-            seed_var.attrs["long_name"] = "seed of this sample's random inputs"
-            record_vars = {
-                name: f.create_variable(name, ("sample",), kind) for name, (_, kind) in RECORD_VARIABLES.items()
-            }
-            field_vars = {}
-            for pos, (index, seed, fields, record) in enumerate(items):
-                if not field_vars:
-                    for name, value in fields.items():
-                        field_vars[name] = f.create_variable(
-                            name, ("sample",) + dims, dtype, chunks=(1,) + spatial
-                        )
-                for name, var in field_vars.items():
-                    var[pos] = np.asarray(fields[name], dtype=dtype)
-                index_var[pos] = index
-                seed_var[pos] = seed
-                for name, (key, _) in RECORD_VARIABLES.items():
-                    record_vars[name][pos] = record[key]
-            for key, value in attrs.items():
-                f.attrs[key] = (
-                    json.dumps(value, default=_jsonable) if key in JSON_ATTRIBUTES else value
-                )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with temporary_beside(path) as tmp, h5netcdf.File(tmp, "w") as f:
+        f.dimensions = {"sample": n_samples, **dict(zip(dims, spatial))}
+        for d in dims:
+            var = f.create_variable(d, (d,), np.float64)
+            var[:] = coords[d]
+            var.attrs["long_name"] = f"{d} coordinate (cell centre)"
+        index_var = f.create_variable("sample", ("sample",), np.int64)
+        seed_var = f.create_variable("seed", ("sample",), np.int64)
+        seed_var.attrs["long_name"] = "seed of this sample's random inputs"
+        record_vars = {
+            name: f.create_variable(name, ("sample",), kind) for name, (_, kind) in RECORD_VARIABLES.items()
+        }
+        field_vars = {}
+        for pos, (index, seed, fields, record) in enumerate(items):
+            if not field_vars:
+                for name, value in fields.items():
+                    field_vars[name] = f.create_variable(
+                        name, ("sample",) + dims, dtype, chunks=(1,) + spatial
+                    )
+            for name, var in field_vars.items():
+                var[pos] = np.asarray(fields[name], dtype=dtype)
+            index_var[pos] = index
+            seed_var[pos] = seed
+            for name, (key, _) in RECORD_VARIABLES.items():
+                record_vars[name][pos] = record[key]
+        for key, value in attrs.items():
+            f.attrs[key] = (
+                json.dumps(value, default=_jsonable) if key in JSON_ATTRIBUTES else value
+            )
 
 
 def _base_attrs(attrs: dict) -> dict:

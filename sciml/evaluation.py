@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from sciml.checkpoint import checkpoint_path, load_model
-from sciml.dataset_file import atomic_write_json
+from sciml.atomic import atomic_write_json
 from sciml.errors import SciMLError
 from sciml.figures import plot_sample, plot_training_curves
 from sciml.loader import GridDataset

@@ -36,9 +36,7 @@ import copy
 import inspect
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +47,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from sciml import distributed
+from sciml.atomic import atomic_write_json
 from sciml.checkpoint import (capture_rng_state, load_checkpoint, model_payload, restore_rng_state,
                               save_checkpoint)
 from sciml.errors import SciMLError
@@ -224,15 +223,6 @@ def _make_scheduler(name: str, optimizer, tcfg: dict, steps_per_epoch: int):
     return None, False
 
 
-def _write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _check_resume(saved_cfg: dict, cfg: dict, payload: dict, train_set, path: Path) -> None:
     for section in ("model", "train", "data"):
         # data holds paths and splits that the caller checks; only the batch size shapes the run
@@ -369,7 +359,7 @@ def _train(cfg, train_set, val_set, run_dir: Path, resume: bool, progress: bool,
         del payload
     if main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(run_dir / "config.json", cfg)
+        atomic_write_json(run_dir / "config.json", cfg)
 
     base = model_payload(model, norms, train_set.input_names, train_set.output_names,
                          train_set.spatial_shape, train_set.spacing)
@@ -428,7 +418,7 @@ def _train(cfg, train_set, val_set, run_dir: Path, resume: bool, progress: bool,
                     common, optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict() if scheduler is not None else None,
                     best=best, history=json.dumps(history), rng=capture_rng_state()))
-                _write_json(run_dir / "history.json", history)
+                atomic_write_json(run_dir / "history.json", history)
     distributed.barrier()
     return {
         "run_dir": str(run_dir),

@@ -100,3 +100,11 @@ def test_validator_finds_nan_and_duplicates(tmp_path):
     dup = write_dataset(tmp_path / "dup.nc", fields, coords, attrs, seeds=[4, 4, 5])
     with pytest.raises(DataFileError, match="share a seed"):
         check_file(dup)
+
+
+def test_finished_files_get_ordinary_permissions(darcy_file):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(darcy_file).st_mode & 0o777 == 0o666 & ~umask
