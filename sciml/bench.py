@@ -37,7 +37,7 @@ SUITES.register(
     "solvers",
     Suite(
         "sciml.bench_solvers",
-        "Darcy-type SPD systems 64^2-256^2: CG with none/Jacobi/ILU/AMG, GMRES+AMG, direct, "
+        "Darcy (log-normal) SPD systems 64^2-512^2: CG with none/Jacobi/ILU/AMG, GMRES+AMG, direct, "
         "against pyamg's own solver; true relative residual 1e-8",
     ),
 )

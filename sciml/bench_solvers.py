@@ -15,7 +15,7 @@ How
     (:mod:`sciml.solvers.stopping`); pyamg's solve stops on its own recursive residual
     and is then judged by the same rule. Seconds are wall time of one run of
     preconditioner setup plus solve (pyamg: hierarchy setup plus solve), on sizes
-    64^2, 128^2 and 256^2 (quick: 32^2, 64^2). ``matvecs`` counts applications of
+    64^2 to 512^2 (quick: 32^2, 64^2). ``matvecs`` counts applications of
     ``A`` including the true-residual checks; pyamg does not expose its count (None).
 
 Examples
@@ -46,7 +46,7 @@ from sciml.solvers import LinearSolver
 
 RTOL = 1e-8
 SIGMA = 1.5  # log-normal amplitude: max(a)/min(a) of a few hundred at alpha=2, tau=3
-SIZES = (64, 128, 256)
+SIZES = (64, 128, 256, 512)
 QUICK_SIZES = (32, 64)
 CONFIGURATIONS = (
     ("cg", "none"),
@@ -86,7 +86,7 @@ def run(quick: bool = False, out_dir: str | None = None) -> list[dict]:
     Parameters
     ----------
     quick : bool
-        Sizes 32^2 and 64^2 instead of 64^2, 128^2 and 256^2.
+        Sizes 32^2 and 64^2 instead of 64^2 to 512^2.
     out_dir : str, optional
         Folder to write ``bench_solvers.json`` into (created if needed).
 

@@ -109,6 +109,7 @@ DATA_DEFAULTS = {"val_fraction": 0.1, "inputs": None, "outputs": None}
 
 
 def cmd_train(args, overrides) -> int:
+    from sciml import distributed
     from sciml.loader import train_val_split
     from sciml.training import resolve_config, train
 
@@ -120,8 +121,9 @@ def cmd_train(args, overrides) -> int:
     train_set, val_set = train_val_split(args.data, data["val_fraction"], config["train"]["seed"],
                                          data["inputs"], data["outputs"])
     summary = train(config, train_set, val_set, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"trained {summary['epochs']} epochs in {summary['train_seconds']:.1f} s; best validation "
-          f"rel. L2 {summary['best_val_l2']:.4g}, rel. H1 {summary['best_val_h1']:.4g}; run: {args.out}")
+    if distributed.is_main():
+        print(f"trained {summary['epochs']} epochs in {summary['train_seconds']:.1f} s; best validation "
+              f"rel. L2 {summary['best_val_l2']:.4g}, rel. H1 {summary['best_val_h1']:.4g}; run: {args.out}")
     return 0
 
 

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 
 from sciml import distributed
 from sciml.atomic import atomic_write_json
+from sciml.config import deep_merge
 from sciml.checkpoint import (capture_rng_state, load_checkpoint, model_payload, restore_rng_state,
                               save_checkpoint)
 from sciml.errors import SciMLError
@@ -79,16 +80,6 @@ matter for ``scheduler = "step"``; cosine and one-cycle run over all steps of al
 
 # May change between the interrupted run and its resumption; everything else must match.
 _RESUMABLE_CHANGES = {("train", "epochs"), ("train", "device")}
-
-
-def _merge(base: dict, update: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def _require(ok: bool, message: str) -> None:
@@ -131,7 +122,7 @@ def resolve_config(user_config: dict | None = None) -> dict:
         _require(isinstance(user.get(section, {}), dict), f"config section [{section}] must be a table of keys")
     unknown = [k for k in user.get("train", {}) if k not in DEFAULT_CONFIG["train"]]
     _require(not unknown, f"unknown key train.{unknown[0] if unknown else ''}; valid keys: {', '.join(DEFAULT_CONFIG['train'])}")
-    cfg = _merge(DEFAULT_CONFIG, user)
+    cfg = deep_merge(DEFAULT_CONFIG, user)
     try:
         json.dumps(cfg)
     except TypeError as err:
