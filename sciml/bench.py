@@ -41,3 +41,11 @@ SUITES.register(
         "against pyamg's own solver; true relative residual 1e-8",
     ),
 )
+SUITES.register(
+    "operators",
+    Suite(
+        "sciml.bench_operators",
+        "FNO (baseline), MgNO, LSM, DeepONet on Darcy 32^2/64^2 at equal epochs, zero-shot at 2x, "
+        "several seeds; DeepONet on the antiderivative operator (MSE)",
+    ),
+)

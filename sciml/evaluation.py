@@ -96,7 +96,7 @@ def evaluate(run_dir, dataset, out_dir=None, checkpoint: str = "best", n_figures
     Returns
     -------
     dict
-        What ``metrics.json`` holds: ``relative_l2`` and ``relative_h1`` (``mean``,
+        What ``metrics.json`` holds: ``relative_l2``, ``relative_h1`` and ``mse`` (``mean``,
         ``median``, ``std``, ``max``, ``per_sample``) in physical units,
         ``n_samples``, ``n_parameters``, ``inference_seconds_per_sample``,
         ``resolution``, ``train_resolution``, ``model``, ``checkpoint``, ``epoch``,
@@ -115,7 +115,7 @@ def evaluate(run_dir, dataset, out_dir=None, checkpoint: str = "best", n_figures
     out = Path(out_dir) if out_dir is not None else run_folder / ("eval_" + "x".join(map(str, shape)))
     out.mkdir(parents=True, exist_ok=True)
 
-    l2, h1, examples = [], [], []
+    l2, h1, mse, examples = [], [], [], []
     seconds = 0.0
     with torch.no_grad():
         for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
@@ -127,6 +127,7 @@ def evaluate(run_dir, dataset, out_dir=None, checkpoint: str = "best", n_figures
             seconds += time.perf_counter() - t0
             l2 += relative_l2(pred, y, reduce=False).tolist()
             h1 += relative_h1(pred, y, dataset.spacing, reduce=False).tolist()
+            mse += (pred - y).square().flatten(1).mean(1).tolist()
             for i in range(min(n_figures - len(examples), x.shape[0])):
                 examples.append((x[i].cpu().numpy(), y[i].cpu().numpy(), pred[i].cpu().numpy()))
 
@@ -153,6 +154,7 @@ def evaluate(run_dir, dataset, out_dir=None, checkpoint: str = "best", n_figures
         "train_resolution": list(meta["spatial_shape"]),
         "relative_l2": _summary(l2),
         "relative_h1": _summary(h1),
+        "mse": _summary(mse),
         "inference_seconds_per_sample": seconds / len(l2),
         "device": str(device),
         "train_seconds": sum(epoch["seconds"] for epoch in history) if history else None,
