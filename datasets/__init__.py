@@ -1,5 +1,6 @@
-"""PDE problems that generate training data: the problem interface, Darcy flow, and the
-Gaussian random fields and finite-volume matrices it is built from.
+"""PDE problems that generate training data: the problem interface, Darcy flow, the
+DeepONet paper's 1-D operators (antiderivative, nonlinear ODE), and the random fields and
+finite-volume matrices they are built from.
 
 Importing this package registers every problem in :data:`PROBLEMS`.
 
@@ -7,15 +8,16 @@ Examples
 --------
 >>> from sciml.datasets import PROBLEMS, get_problem
 >>> PROBLEMS.names()
-['darcy']
+['antiderivative', 'darcy', 'nonlinear-ode']
 >>> get_problem("darcy")(resolution=8).grid_shape
 (8, 8)
 """
 
 from .problem import PROBLEMS, PDEProblem, Sample, get_problem
-from .random_fields import gaussian_random_field
+from .random_fields import gaussian_random_field, rbf_random_field
 from .finite_volume import diffusion_matrix
 from .darcy import Darcy
+from .operator_odes import Antiderivative, NonlinearODE
 
 __all__ = [
     "PDEProblem",
@@ -23,6 +25,9 @@ __all__ = [
     "PROBLEMS",
     "get_problem",
     "Darcy",
+    "Antiderivative",
+    "NonlinearODE",
     "gaussian_random_field",
+    "rbf_random_field",
     "diffusion_matrix",
 ]

@@ -97,6 +97,7 @@ class Darcy(PDEProblem, name="darcy"):
     version = "1"
     input_names = ("a", "f")
     output_names = ("u",)
+    default_solver = {"method": "cg", "preconditioner": "amg"}  # SPD: see `sciml bench solvers`
 
     def __init__(
         self,

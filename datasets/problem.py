@@ -48,7 +48,8 @@ class PDEProblem(ABC):
     """Base class of PDE problems; subclasses register with ``name=``.
 
     Subclasses set ``version`` (bumped whenever the generated data would change),
-    ``input_names`` and ``output_names``, and implement :meth:`sample_inputs`,
+    ``input_names``, ``output_names`` and, where a better one exists,
+    ``default_solver``, and implement :meth:`sample_inputs`,
     :meth:`assemble` and :meth:`fields_from_solution`.
 
     Parameters
@@ -63,6 +64,9 @@ class PDEProblem(ABC):
     version: ClassVar[str] = "0"
     input_names: ClassVar[tuple[str, ...]] = ()
     output_names: ClassVar[tuple[str, ...]] = ()
+    default_solver: ClassVar[dict[str, Any]] = {"method": "direct", "preconditioner": "none"}
+    """Solver settings ``sciml generate`` uses unless told otherwise: a sparse direct solve,
+    safe for any nonsingular system; SPD problems override it with CG + AMG."""
 
     def __init_subclass__(cls, name: str | None = None, **kwargs):
         super().__init_subclass__(**kwargs)

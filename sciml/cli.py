@@ -26,7 +26,7 @@ from pathlib import Path
 from sciml.config import apply_overrides, deep_merge, is_override, load_config, write_config
 from sciml.errors import SciMLError
 
-DEFAULT_SOLVER = {"method": "cg", "preconditioner": "amg", "rtol": 1e-8, "atol": 0.0, "maxiter": None}
+DEFAULT_TOLERANCES = {"rtol": 1e-8, "atol": 0.0, "maxiter": None}
 
 
 def construct(cls, kwargs: dict, where: str):
@@ -57,10 +57,21 @@ def build_generation(config: dict):
     return problem, solver
 
 
+def default_solver(pde_name: str, method: str | None) -> dict:
+    """The solver settings a problem suggests; naming another method drops its preconditioner."""
+    from sciml.datasets import get_problem
+
+    suggested = dict(get_problem(pde_name).default_solver)
+    if method is not None and method != suggested["method"]:
+        suggested = {"method": method, "preconditioner": "none"}
+    return {**suggested, **DEFAULT_TOLERANCES}
+
+
 def cmd_generate(args, overrides) -> int:
     from sciml.generate import generate_dataset
 
-    config = {"pde": {"name": args.pde}, "solver": dict(DEFAULT_SOLVER), "generate": {"seed": 0, "dtype": "float32"}}
+    config = {"pde": {"name": args.pde}, "solver": default_solver(args.pde, args.solver),
+              "generate": {"seed": 0, "dtype": "float32"}}
     config = _merged_config(config, args, [])
     for key, value in (("pde.resolution", args.resolution), ("generate.n", args.n), ("generate.out", args.out),
                        ("generate.seed", args.seed), ("solver.method", args.solver),
@@ -180,8 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, help="grid points per dimension")
     p.add_argument("--out", help="output file (.nc)")
     p.add_argument("--seed", type=int, help="root seed (default 0)")
-    p.add_argument("--solver", help="linear solver: cg, gmres, direct (default cg)")
-    p.add_argument("--preconditioner", help="none, jacobi, ilu, amg (default amg)")
+    p.add_argument("--solver", help="linear solver: cg, gmres, direct (default: the problem's choice, "
+                                    "cg for Darcy, direct otherwise)")
+    p.add_argument("--preconditioner", help="none, jacobi, ilu, amg (default: amg with Darcy's cg, else none)")
     p.add_argument("--rtol", type=float, help="true relative residual to reach (default 1e-8)")
     p.add_argument("--maxiter", type=int, help="iteration budget per solve")
     p.add_argument("--resume", action="store_true", help="continue an interrupted generation")

@@ -35,7 +35,7 @@ def test_every_subcommand_has_help(command):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["generate", "heat", "--n", 2, "--resolution", 8], "unknown PDE 'heat'; choose one of: darcy"),
+        (["generate", "heat", "--n", 2, "--resolution", 8], "unknown PDE 'heat'; choose one of: antiderivative, darcy"),
         (["generate", "darcy", "--n", 2, "--resolution", 8, "--solver", "bicg"], "unknown solver"),
         (["generate", "darcy", "--n", 2, "--resolution", 8, "--preconditioner", "ssor"], "unknown preconditioner"),
         (["generate", "darcy", "--n", 2, "--resolution", 8, "pde.coefficient=smooth"], "coefficient"),
@@ -63,6 +63,19 @@ def test_generate_then_check(capsys, tmp_path):
     assert (tmp_path / "d.nc.config.json").exists()
     code, stdout, _ = run(capsys, "check", out)
     assert code == 0 and stdout.startswith("OK") and "3 samples on 10x10" in stdout
+
+
+def test_each_problem_gets_a_solver_that_suits_it(capsys, tmp_path):
+    import json
+
+    code, _, err = run(capsys, "generate", "antiderivative", "--n", 2, "--resolution", 20, "--out",
+                       tmp_path / "a.nc", "--quiet")
+    assert code == 0, err
+    assert json.loads((tmp_path / "a.nc.config.json").read_text())["solver"]["method"] == "direct"
+    code, _, err = run(capsys, "generate", "darcy", "--n", 2, "--resolution", 8, "--out", tmp_path / "d.nc",
+                       "--quiet", "--solver", "direct")
+    assert code == 0, err
+    assert json.loads((tmp_path / "d.nc.config.json").read_text())["solver"]["preconditioner"] == "none"
 
 
 def test_non_convergence_is_reported_not_stored(capsys, tmp_path):
