@@ -7,12 +7,13 @@ Examples
 --------
 >>> from sciml.models import build_model, list_models
 >>> list_models()
-['fno']
+['deeponet', 'fno', 'lsm', 'mgno']
 >>> build_model("fno", in_channels=1, out_channels=1, n_modes=4, width=8).name
 'fno'
 """
 
 from sciml.models.base import MODELS, GridModel, build_model, list_models
 from sciml.models.fno import FNO
+from sciml.models.lsm import LSM
 
-__all__ = ["GridModel", "MODELS", "build_model", "list_models", "FNO"]
+__all__ = ["GridModel", "MODELS", "build_model", "list_models", "FNO", "LSM"]

@@ -9,7 +9,11 @@ from sciml.models import FNO, MODELS, build_model, list_models
 from sciml.normalization import ChannelNormalizer, Normalizers
 
 # A small configuration per registered model (2-D, resolves a 16 x 16 grid, rejects 2 x 2).
-SMALL = {"fno": {"n_modes": 4, "width": 8, "n_layers": 2}}
+SMALL = {
+    "fno": {"n_modes": 4, "width": 8, "n_layers": 2},
+    "lsm": {"width": 8, "n_scales": 3, "num_token": 2, "num_basis": 4, "patch_size": 4, "n_heads": 2,
+            "projection_channels": 16},
+}
 
 
 @pytest.mark.parametrize("name", MODELS.names())
