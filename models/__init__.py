@@ -13,7 +13,9 @@ Examples
 """
 
 from sciml.models.base import MODELS, GridModel, build_model, list_models
+from sciml.models.deeponet import DeepONet
 from sciml.models.fno import FNO
 from sciml.models.lsm import LSM
+from sciml.models.mgno import MgNO
 
-__all__ = ["GridModel", "MODELS", "build_model", "list_models", "FNO", "LSM"]
+__all__ = ["GridModel", "MODELS", "build_model", "list_models", "DeepONet", "FNO", "LSM", "MgNO"]

@@ -64,6 +64,9 @@ class GridModel(torch.nn.Module):
 
     name: str = ""
     supports_resolution_change: bool = True
+    fits_training_outputs: bool = False
+    """Whether :meth:`fit_training_outputs` must see the training outputs before training
+    (e.g. POD-DeepONet's modes); the training loop calls it once on a fresh model."""
 
     def __init_subclass__(cls, name: str | None = None, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -126,6 +129,10 @@ class GridModel(torch.nn.Module):
                 f"got {tuple(x.shape)}: check data.inputs and the data's dimension"
             )
         self.check_input(x.shape[2:])
+
+    def fit_training_outputs(self, outputs: torch.Tensor) -> None:
+        """Fix data-derived parts of the model from the normalised training outputs
+        ``(N, C_out, *grid)``; models with ``fits_training_outputs`` override it."""
 
     def state_dict(self, *args, **kwargs):
         """Parameters and buffers only, so checkpoints load with ``torch.load(weights_only=True)``.

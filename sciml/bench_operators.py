@@ -44,7 +44,7 @@ from sciml.errors import SciMLError
 
 MODEL_SETTINGS = {
     "fno": {"model": {"n_modes": 12, "width": 32, "n_layers": 4}, "lr": 3e-3},
-    "mgno": {"model": {"width": 32, "n_layers": 5}, "lr": 1e-3},
+    "mgno": {"model": {"width": 32, "n_layers": 5, "levels": 4}, "lr": 1e-3},
     "lsm": {"model": {"width": 32, "n_scales": 5}, "lr": 1e-3},
     "deeponet": {"model": {"branch": "cnn", "width": 64, "n_basis": 64}, "lr": 1e-3},
 }

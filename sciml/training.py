@@ -315,6 +315,9 @@ def _train(cfg, train_set, val_set, run_dir: Path, resume: bool, progress: bool,
     _seed_everything(tcfg["seed"])
     norms = Normalizers.from_state_dict(payload["normalization"]) if resume else fit_normalizers(train_set)
     model = _build(cfg, train_set)
+    if model.fits_training_outputs and not resume:
+        outputs = [norms.output.encode(y) for _, y in DataLoader(train_set, batch_size=dcfg["batch_size"])]
+        model.fit_training_outputs(torch.cat(outputs))
     model.check_input(train_set.spatial_shape)
     model.check_input(val_set.spatial_shape)
     model.to(device)

@@ -10,7 +10,9 @@ from sciml.normalization import ChannelNormalizer, Normalizers
 
 # A small configuration per registered model (2-D, resolves a 16 x 16 grid, rejects 2 x 2).
 SMALL = {
+    "deeponet": {"branch": "cnn", "width": 8, "depth": 2, "n_basis": 8},
     "fno": {"n_modes": 4, "width": 8, "n_layers": 2},
+    "mgno": {"width": 8, "n_layers": 2},
     "lsm": {"width": 8, "n_scales": 3, "num_token": 2, "num_basis": 4, "patch_size": 4, "n_heads": 2,
             "projection_channels": 16},
 }
@@ -64,5 +66,5 @@ def test_fno_options():
         build_model("fno", in_channels=1, out_channels=1, modes=4)
     with pytest.raises(SciMLError, match="positional_embedding"):
         build_model("fno", in_channels=1, out_channels=1, positional_embedding="sine")
-    with pytest.raises(UnknownNameError, match="choose one of: fno"):
+    with pytest.raises(UnknownNameError, match="choose one of: deeponet, fno"):
         build_model("unet", in_channels=1, out_channels=1)
