@@ -319,7 +319,6 @@ class DeepONet(GridModel, name="deeponet"):
         coeffs = self.coefficients(x)
         return torch.einsum("bkc,bnk->bcn", coeffs, self.trunk(y)) + self.bias[:, None]
 
-    @torch.no_grad()
     @property
     def fits_training_outputs(self) -> bool:
         """A POD-DeepONet takes its modes from the training outputs."""
@@ -330,6 +329,7 @@ class DeepONet(GridModel, name="deeponet"):
         if self.fits_training_outputs:
             self.fit_pod(outputs, self.config["n_basis"])
 
+    @torch.no_grad()
     def fit_pod(self, outputs: torch.Tensor, n_modes: int | None = None) -> torch.Tensor:
         """Store the mean and leading POD modes of training outputs (``pod=True`` only).
 

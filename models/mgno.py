@@ -11,7 +11,6 @@ Examples
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch

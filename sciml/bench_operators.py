@@ -51,7 +51,7 @@ MODEL_SETTINGS = {
 QUICK_MODEL_SETTINGS = {
     "fno": {"model": {"n_modes": 6, "width": 12, "n_layers": 2}, "lr": 3e-3},
     "mgno": {"model": {"width": 12, "n_layers": 2}, "lr": 1e-3},
-    "lsm": {"model": {"width": 12, "n_scales": 3}, "lr": 1e-3},
+    "lsm": {"model": {"width": 12, "n_scales": 3, "n_heads": 4}, "lr": 1e-3},
     "deeponet": {"model": {"branch": "cnn", "width": 32, "n_basis": 32}, "lr": 1e-3},
 }
 FULL = {"resolutions": [32, 64], "n_train": 1000, "n_test": 200, "epochs": 30, "batch_size": 20, "seeds": [0, 1, 2],
@@ -140,7 +140,8 @@ def _run_in_child(spec: dict) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- the suite
-def run(quick: bool = False, out_dir: str | None = None, models=None, seeds=None) -> list[dict]:
+def run(quick: bool = False, out_dir: str | None = None, models=None, seeds=None, resolutions=None,
+        epochs=None) -> list[dict]:
     """Run the suite; return one row per (task, model, train resolution, eval resolution, seed).
 
     Parameters
@@ -149,10 +150,16 @@ def run(quick: bool = False, out_dir: str | None = None, models=None, seeds=None
         16x16 Darcy, small models, 3 epochs, one seed (under two minutes on 2 cores).
     out_dir : str, optional
         Where data, runs and ``bench_operators.json`` go (default: a temporary folder).
-    models, seeds : list, optional
-        Subsets of :data:`MODEL_SETTINGS` and of the plan's seeds.
+    models, seeds, resolutions : list, optional
+        Subsets of :data:`MODEL_SETTINGS`, of the plan's seeds and training resolutions.
+    epochs : int, optional
+        Epochs for every Darcy trial instead of the plan's (the budget stays equal).
     """
-    plan = QUICK if quick else FULL
+    plan = dict(QUICK if quick else FULL)
+    if resolutions is not None:
+        plan["resolutions"] = list(resolutions)
+    if epochs is not None:
+        plan["epochs"] = int(epochs)
     settings = QUICK_MODEL_SETTINGS if quick else MODEL_SETTINGS
     models = list(models or settings)
     seeds = list(seeds if seeds is not None else plan["seeds"])
@@ -222,13 +229,17 @@ def main(argv=None) -> None:
     parser.add_argument("--out")
     parser.add_argument("--models", nargs="*")
     parser.add_argument("--seeds", nargs="*", type=int)
+    parser.add_argument("--resolutions", nargs="*", type=int)
+    parser.add_argument("--epochs", type=int)
     parser.add_argument("--trial", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.trial:
         spec = json.loads(Path(args.trial).read_text())
         atomic_write_json(spec["rows_out"], run_trial(spec))
         return
-    print(format_table(run(quick=args.quick, out_dir=args.out, models=args.models, seeds=args.seeds)))
+    rows = run(quick=args.quick, out_dir=args.out, models=args.models, seeds=args.seeds,
+               resolutions=args.resolutions, epochs=args.epochs)
+    print(format_table(rows))
 
 
 if __name__ == "__main__":
