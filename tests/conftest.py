@@ -18,5 +18,16 @@ def darcy_file(tmp_path_factory):
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest, and reproducibly, on one thread; restores the count after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -12,12 +12,7 @@ from sciml.models import build_model
 from sciml.models.deeponet import DeepONet, cell_centres
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(grid, branch, **kwargs):

@@ -11,12 +11,7 @@ from sciml.models import build_model
 from sciml.models.lsm import LSM, NeuralSpectralBlock, SpectralTransition
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small(**overrides):

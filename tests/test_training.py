@@ -35,13 +35,7 @@ def config(**train_options):
     return {"model": dict(SMALL_MODEL), "data": {"batch_size": 4}, "train": {"epochs": 2, **train_options}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest, and reproducibly, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_training_reduces_loss_and_writes_run_folder(tmp_path):
