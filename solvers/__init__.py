@@ -9,7 +9,9 @@ atol)``, checked on the iterate it returns (:mod:`sciml.solvers.stopping`).
 - :class:`LinearSolver`: a method, a preconditioner spec and tolerances, as a
   generator holds it, with JSON settings;
 - ``METHODS``, ``PRECONDITIONERS``: the registries; :func:`make_preconditioner`
-  builds ``M ~ A^-1`` from a spec such as ``"amg"`` or ``("ilu", {"drop_tol": 1e-4})``.
+  builds ``M ~ A^-1`` from a spec such as ``"amg"`` or ``("ilu", {"drop_tol": 1e-4})``;
+- :func:`order_systems` (``ORDERINGS``): sort a batch of systems by the similarity of
+  their parameter fields, greedy nearest neighbour or a Hilbert curve.
 
 Examples
 --------
@@ -27,6 +29,7 @@ True
 from sciml.solvers.direct import direct, direct_result
 from sciml.solvers.krylov import cg, cg_result, gmres, gmres_result
 from sciml.solvers.linear_solver import METHODS, LinearSolver
+from sciml.solvers.ordering import ORDERINGS, order_systems
 from sciml.solvers.preconditioners import PRECONDITIONERS, make_preconditioner
 from sciml.solvers.result import SolveResult
 
@@ -42,4 +45,6 @@ __all__ = [
     "METHODS",
     "PRECONDITIONERS",
     "make_preconditioner",
+    "ORDERINGS",
+    "order_systems",
 ]
