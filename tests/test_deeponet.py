@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-import sciml.models.deeponet  # noqa: F401  (registers "deeponet")
 from sciml.errors import SciMLError
 from sciml.models import build_model
 from sciml.models.deeponet import DeepONet, cell_centres

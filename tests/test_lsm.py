@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-import sciml.models.lsm  # noqa: F401  (registers "lsm")
 from sciml.errors import SciMLError
 from sciml.models import build_model
 from sciml.models.lsm import LSM, NeuralSpectralBlock, SpectralTransition

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 
-import sciml.models.mgno  # noqa: F401  (registers "mgno")
 from sciml.errors import SciMLError
 from sciml.models import build_model
 from sciml.models.mgno import MgNO, MultigridVCycle, max_levels
