@@ -137,18 +137,13 @@ def test_bad_inputs(tmp_path):
 
 def test_data_parallel_under_torchrun(tmp_path):
     script = tmp_path / "ddp_train.py"
-    script.write_text(textwrap.dedent(f"""
-        import json, os, sys
-        sys.path.insert(0, {str(tmp_path)!r})
-        from sciml.training import train
-        from test_problem import smooth_problem
+    script.write_text(
+        "import json, os, sys\nimport numpy as np\nfrom sciml.loader import ArrayDataset\n"
+        "from sciml.training import train\n\n" + textwrap.dedent(_source(smooth_problem)) + textwrap.dedent(f"""
         summary = train({config(epochs=2)!r}, smooth_problem(10), smooth_problem(4, seed=1), sys.argv[1], progress=True)
         with open(os.path.join({str(tmp_path)!r}, "summary_" + os.environ["RANK"] + ".json"), "w") as f:
             json.dump(summary, f)
     """))
-    (tmp_path / "test_problem.py").write_text(
-        "import numpy as np\nfrom sciml.loader import ArrayDataset\n\n" + textwrap.dedent(_source(smooth_problem))
-    )
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), str(run_dir)],
