@@ -30,6 +30,20 @@ from sciml.registry import Registry
 MODELS: Registry = Registry("model")
 
 
+def positive_int(key: str, value) -> int:
+    """``value`` if it is a positive integer, else a one-line error naming ``model.<key>``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SciMLError(f"model.{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def choice(key: str, value, allowed):
+    """``value`` if it is one of ``allowed``, else a one-line error listing them."""
+    if value not in allowed:
+        raise SciMLError(f"model.{key} = {value!r} is not supported; choose one of {list(allowed)}")
+    return value
+
+
 class GridModel(torch.nn.Module):
     """Base class of grid-to-grid neural operators, registered by name.
 
@@ -80,9 +94,7 @@ class GridModel(torch.nn.Module):
         if missing:
             raise SciMLError(f"model {self.name!r} config lacks {missing}; pass them to GridModel.__init__")
         for key in ("in_channels", "out_channels", "dim"):
-            value = config[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SciMLError(f"model.{key} must be a positive integer, got {value!r}")
+            positive_int(key, config[key])
         try:
             self.config = json.loads(json.dumps(config))
         except TypeError as err:

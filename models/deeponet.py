@@ -20,18 +20,13 @@ import torch
 from torch import nn
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel
+from sciml.models.base import GridModel, choice, positive_int
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 _BRANCHES = ("mlp", "cnn")
 _POOLED = 4
 """Cells per axis the CNN branch pools its feature maps to before its linear layers."""
 
-
-def _positive_int(key: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SciMLError(f"model.{key} must be a positive integer, got {value!r}")
-    return value
 
 
 def _glorot(module: nn.Module) -> nn.Module:
@@ -186,12 +181,10 @@ class DeepONet(GridModel, name="deeponet"):
         activation: str = "relu",
         pod: bool = False,
     ):
-        if _positive_int("dim", dim) > 3:
+        if positive_int("dim", dim) > 3:
             raise SciMLError(f"model.dim = {dim} is not supported: DeepONet works on 1-, 2- or 3-D grids")
-        if branch not in _BRANCHES:
-            raise SciMLError(f"model.branch = {branch!r} is not supported; choose one of {list(_BRANCHES)}")
-        if activation not in _ACTIVATIONS:
-            raise SciMLError(f"model.activation = {activation!r} is not supported; choose one of {list(_ACTIVATIONS)}")
+        choice("branch", branch, _BRANCHES)
+        choice("activation", activation, _ACTIVATIONS)
         if not isinstance(pod, bool):
             raise SciMLError(f"model.pod must be true or false, got {pod!r}")
         if branch == "mlp" and n_sensors is None:
@@ -205,10 +198,10 @@ class DeepONet(GridModel, name="deeponet"):
                 out_channels=out_channels,
                 dim=dim,
                 branch=branch,
-                n_sensors=None if n_sensors is None else _positive_int("n_sensors", n_sensors),
-                width=_positive_int("width", width),
-                depth=_positive_int("depth", depth),
-                n_basis=_positive_int("n_basis", n_basis),
+                n_sensors=None if n_sensors is None else positive_int("n_sensors", n_sensors),
+                width=positive_int("width", width),
+                depth=positive_int("depth", depth),
+                n_basis=positive_int("n_basis", n_basis),
                 activation=activation,
                 pod=pod,
             )

@@ -16,23 +16,13 @@ from typing import Sequence
 import torch
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel
+from sciml.models.base import GridModel, choice, positive_int
 
 _SKIPS = ("linear", "identity", "soft-gating", None)
 _NORMS = (None, "group_norm", "instance_norm")
 _FACTORIZATIONS = (None, "dense", "tucker", "cp", "tt")
 
 
-def _choice(key: str, value, allowed: tuple):
-    if value not in allowed:
-        raise SciMLError(f"model.{key} = {value!r} is not supported; choose one of {list(allowed)}")
-    return value
-
-
-def _positive_int(key: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SciMLError(f"model.{key} must be a positive integer, got {value!r}")
-    return value
 
 
 class FNO(GridModel, name="fno"):
@@ -106,13 +96,13 @@ class FNO(GridModel, name="fno"):
         rank: float = 1.0,
     ):
         if isinstance(n_modes, (list, tuple)):
-            modes = [_positive_int("n_modes", m) for m in n_modes]
+            modes = [positive_int("n_modes", m) for m in n_modes]
             if not modes or (dim is not None and dim != len(modes)):
                 raise SciMLError(f"model.n_modes {list(n_modes)} does not match model.dim = {dim}: give one entry per axis")
             dim = len(modes)
         else:
-            dim = 2 if dim is None else _positive_int("dim", dim)
-            modes = [_positive_int("n_modes", n_modes)] * dim
+            dim = 2 if dim is None else positive_int("dim", dim)
+            modes = [positive_int("n_modes", n_modes)] * dim
         if dim > 3:
             raise SciMLError(f"model.dim = {dim} is not supported: the FNO works on 1-, 2- or 3-D grids")
         if isinstance(domain_padding, (list, tuple)):
@@ -124,17 +114,17 @@ class FNO(GridModel, name="fno"):
                 in_channels=in_channels,
                 out_channels=out_channels,
                 n_modes=modes,
-                width=_positive_int("width", width),
-                n_layers=_positive_int("n_layers", n_layers),
+                width=positive_int("width", width),
+                n_layers=positive_int("n_layers", n_layers),
                 dim=dim,
-                positional_embedding=_choice("positional_embedding", positional_embedding, ("grid", None)),
+                positional_embedding=choice("positional_embedding", positional_embedding, ("grid", None)),
                 domain_padding=domain_padding,
                 lifting_channel_ratio=float(lifting_channel_ratio),
                 projection_channel_ratio=float(projection_channel_ratio),
-                norm=_choice("norm", norm, _NORMS),
-                fno_skip=_choice("fno_skip", fno_skip, _SKIPS),
-                channel_mlp_skip=_choice("channel_mlp_skip", channel_mlp_skip, _SKIPS),
-                factorization=_choice("factorization", factorization, _FACTORIZATIONS),
+                norm=choice("norm", norm, _NORMS),
+                fno_skip=choice("fno_skip", fno_skip, _SKIPS),
+                channel_mlp_skip=choice("channel_mlp_skip", channel_mlp_skip, _SKIPS),
+                factorization=choice("factorization", factorization, _FACTORIZATIONS),
                 rank=float(rank),
             )
         )

@@ -19,15 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel
+from sciml.models.base import GridModel, positive_int
 
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
-
-def _positive_int(key: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SciMLError(f"model.{key} must be a positive integer, got {value!r}")
-    return value
 
 
 def _layer(kind: str, dim: int):
@@ -277,16 +272,16 @@ class LSM(GridModel, name="lsm"):
         n_heads: int = 8,
         projection_channels: int = 128,
     ):
-        dim = _positive_int("dim", dim)
+        dim = positive_int("dim", dim)
         if dim > 3:
             raise SciMLError(f"model.dim = {dim} is not supported: the LSM works on 1-, 2- or 3-D grids")
         if isinstance(patch_size, (list, tuple)):
-            patches = [_positive_int("patch_size", p) for p in patch_size]
+            patches = [positive_int("patch_size", p) for p in patch_size]
             if len(patches) != dim:
                 raise SciMLError(f"model.patch_size {list(patch_size)} does not match model.dim = {dim}: give one entry per axis")
         else:
-            patches = [_positive_int("patch_size", patch_size)] * dim
-        width, n_heads = _positive_int("width", width), _positive_int("n_heads", n_heads)
+            patches = [positive_int("patch_size", patch_size)] * dim
+        width, n_heads = positive_int("width", width), positive_int("n_heads", n_heads)
         if width % n_heads:
             raise SciMLError(f"model.width = {width} is not divisible by model.n_heads = {n_heads}: choose a width that is a multiple of n_heads")
         super().__init__(
@@ -295,12 +290,12 @@ class LSM(GridModel, name="lsm"):
                 out_channels=out_channels,
                 dim=dim,
                 width=width,
-                n_scales=_positive_int("n_scales", n_scales),
-                num_token=_positive_int("num_token", num_token),
-                num_basis=_positive_int("num_basis", num_basis),
+                n_scales=positive_int("n_scales", n_scales),
+                num_token=positive_int("num_token", num_token),
+                num_basis=positive_int("num_basis", num_basis),
                 patch_size=patches,
                 n_heads=n_heads,
-                projection_channels=_positive_int("projection_channels", projection_channels),
+                projection_channels=positive_int("projection_channels", projection_channels),
             )
         )
         conv = _layer("Conv", dim)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel
+from sciml.models.base import GridModel, choice, positive_int
 
 MIN_COARSE = 4
 """Fewest points per axis on any level of the V-cycle (the coarsest grid included)."""
@@ -29,16 +29,6 @@ _PADDINGS = {"zero": ("zeros", "constant"), "periodic": ("circular", "circular")
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
 
 
-def _positive_int(key: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SciMLError(f"model.{key} must be a positive integer, got {value!r}")
-    return value
-
-
-def _choice(key: str, value, allowed) -> str:
-    if value not in allowed:
-        raise SciMLError(f"model.{key} = {value!r} is not supported; choose one of {list(allowed)}")
-    return value
 
 
 def max_levels(spatial_shape: Sequence[int]) -> int:
@@ -170,7 +160,7 @@ class MultigridVCycle(nn.Module):
                  smoothing=(1, 1), padding: str = "zero"):
         super().__init__()
         schedule = _parse_smoothing(smoothing, levels)
-        _choice("padding", padding, _PADDINGS)
+        choice("padding", padding, _PADDINGS)
         self.levels = levels
         if not isinstance(schedule[0], list):
             schedule = [schedule] * (1 if levels is None else levels)
@@ -293,22 +283,22 @@ class MgNO(GridModel, name="mgno"):
         padding: str = "zero",
         activation: str = "gelu",
     ):
-        dim = _positive_int("dim", dim)
+        dim = positive_int("dim", dim)
         if dim > 3:
             raise SciMLError(f"model.dim = {dim} is not supported: MgNO works on 1-, 2- or 3-D grids")
         if levels is not None:
-            levels = _positive_int("levels", levels)
+            levels = positive_int("levels", levels)
         super().__init__(
             dict(
                 in_channels=in_channels,
                 out_channels=out_channels,
                 dim=dim,
-                width=_positive_int("width", width),
-                n_layers=_positive_int("n_layers", n_layers),
+                width=positive_int("width", width),
+                n_layers=positive_int("n_layers", n_layers),
                 levels=levels,
                 smoothing=_parse_smoothing(smoothing, levels),
-                padding=_choice("padding", padding, _PADDINGS),
-                activation=_choice("activation", activation, _ACTIVATIONS),
+                padding=choice("padding", padding, _PADDINGS),
+                activation=choice("activation", activation, _ACTIVATIONS),
             )
         )
         cfg = self.config

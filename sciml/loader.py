@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Sequence
 
@@ -135,8 +136,12 @@ class GridDataset(Dataset):
         return state
 
     def subset(self, indices) -> "GridDataset":
-        """A dataset over ``self.indices[indices]`` (for train/validation splits)."""
-        return GridDataset(self.path, self.input_names, self.output_names, self.indices[np.asarray(indices, dtype=int)])
+        """A dataset over ``self.indices[indices]`` (for train/validation splits), sharing
+        this one's header rather than reading the file again."""
+        part = copy.copy(self)
+        part.__dict__.update(self.__getstate__())  # no shared open handle
+        part.indices = self.indices[np.asarray(indices, dtype=int)]
+        return part
 
 
 def train_val_split(path, val_fraction: float, seed: int = 0, input_names=None, output_names=None):
