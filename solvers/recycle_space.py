@@ -1,0 +1,214 @@
+"""The recycle space a caller carries from one linear solve to the next.
+
+Krylov recycling (Parks, de Sturler, Mackey, Johnson, Maiti, "Recycling Krylov
+subspaces for sequences of linear systems", SIAM J. Sci. Comput. 28, 2006) keeps a
+few vectors ``U`` that span the slowest part of the last system's Krylov space and
+deflates them from the next one. The space is an explicit object: the caller creates
+it, passes it to every solve (``recycle=space``) and may inspect, clear or save it;
+the solver never hides it.
+
+Two matrices are kept, both ``n x k``:
+
+- ``U``: the recycled directions;
+- ``C = Op U`` with ``C^H C = I`` for the operator ``Op`` the space is *bound* to
+  (``A`` or, with right preconditioning, ``A M``).
+
+:meth:`RecycleSpace.bind` makes the pair valid for a new operator: when the operator
+is the one the space was built on (same :func:`operator_key`) it is reused as it is;
+otherwise ``C = Op U`` is recomputed as one block product and re-orthonormalised by a
+QR factorisation, ``U <- U R^{-1}``, dropping directions that became numerically
+dependent.
+
+Examples
+--------
+>>> import numpy as np
+>>> import scipy.sparse as sp
+>>> A = sp.diags_array([-1.0, 2.5, -1.0], offsets=[-1, 0, 1], shape=(50, 50)).tocsr()
+>>> space = RecycleSpace(k=3)
+>>> space.store(np.eye(50)[:, :3], A @ np.eye(50)[:, :3], key=operator_key(A), method="demo")
+>>> space.size, space.bind(A, operator_key(A))          # same operator: no products
+(3, 0)
+>>> B = (A * 2.0).tocsr()
+>>> space.bind(B, operator_key(B))                      # new operator: 3 products
+3
+>>> bool(np.allclose(space.C.T @ space.C, np.eye(3)))
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
+
+from sciml.errors import SciMLError
+
+DEPENDENCE_TOLERANCE = 1e-10
+"""A direction is dropped when its diagonal entry in ``R`` falls below this times the largest."""
+
+
+def operator_key(A, M=None) -> str:
+    """A fingerprint of the operator ``A`` (and preconditioner ``M``), equal iff they are unchanged.
+
+    Sparse matrices and arrays are hashed by their entries and structure; a
+    LinearOperator or a preconditioner object by its identity, since its entries
+    cannot be read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> operator_key(np.eye(2)) == operator_key(np.eye(2)), operator_key(np.eye(2)) == operator_key(2 * np.eye(2))
+    (True, False)
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for item in (A, M):
+        if item is None:
+            digest.update(b"none")
+        elif sp.issparse(item):
+            item = item.tocsr() if item.format not in ("csr", "csc") else item
+            digest.update(f"{item.format}{item.shape}{item.dtype}".encode())
+            for part in (item.indptr, item.indices, item.data):
+                digest.update(np.ascontiguousarray(part).view(np.uint8))
+        elif isinstance(item, np.ndarray):
+            digest.update(f"{item.shape}{item.dtype}".encode())
+            digest.update(np.ascontiguousarray(item).view(np.uint8))
+        else:
+            digest.update(f"object{id(item)}".encode())
+    return digest.hexdigest()
+
+
+class RecycleSpace:
+    """Up to ``k`` recycled directions ``U`` with ``C = Op U`` orthonormal, carried across solves.
+
+    Parameters
+    ----------
+    k : int
+        The most directions kept (GCRO-DR's ``k``; the paper's reference run uses 20).
+
+    Attributes
+    ----------
+    U, C : ndarray or None
+        ``n x size`` arrays (None while empty); ``C = Op U`` and ``C^H C = I`` for the
+        operator the space is bound to.
+    key : str or None
+        :func:`operator_key` of that operator.
+    method : str or None
+        The solver that filled the space; another solver refuses it, since each
+        method stores directions in its own variable (e.g. right-preconditioned).
+    dropped : int
+        Directions dropped so far as numerically dependent.
+
+    Examples
+    --------
+    >>> space = RecycleSpace(k=20)
+    >>> space.size, space.is_empty
+    (0, True)
+    """
+
+    def __init__(self, k: int):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise SciMLError(f"a recycle space needs k >= 1 directions, got {k!r}")
+        self.k = int(k)
+        self.U: np.ndarray | None = None
+        self.C: np.ndarray | None = None
+        self.key: str | None = None
+        self.method: str | None = None
+        self.dropped = 0
+
+    @property
+    def size(self) -> int:
+        """Number of directions held now."""
+        return 0 if self.U is None else self.U.shape[1]
+
+    @property
+    def is_empty(self) -> bool:
+        return self.size == 0
+
+    def clear(self) -> None:
+        """Forget every direction (the next solve starts without recycling)."""
+        self.U = self.C = self.key = None
+
+    def check_compatible(self, n: int, dtype, method: str) -> None:
+        """Refuse a space built for another system size, dtype or method (one clear line).
+
+        A real space may serve a complex system (it is promoted); a complex space may
+        not serve a real one.
+        """
+        if self.method is not None and self.method != method:
+            raise SciMLError(
+                f"this recycle space was filled by {self.method!r}, not {method!r}; "
+                "give each method its own RecycleSpace"
+            )
+        if self.is_empty:
+            return
+        if self.U.shape[0] != n:
+            raise SciMLError(
+                f"the recycle space holds vectors of length {self.U.shape[0]}, but the system has "
+                f"{n} unknowns; use a new RecycleSpace (or clear() it) for a system of another size"
+            )
+        if np.iscomplexobj(self.U) and not np.issubdtype(np.dtype(dtype), np.complexfloating):
+            raise SciMLError(
+                f"the recycle space is complex ({self.U.dtype}) but the system is {np.dtype(dtype)}; "
+                "use a new RecycleSpace for real systems"
+            )
+
+    def bind(self, operator, key: str) -> int:
+        """Make ``C = operator U`` orthonormal for ``operator``; return the products spent.
+
+        Parameters
+        ----------
+        operator : sparse matrix, ndarray or LinearOperator
+            ``Op``; applied to all of ``U`` at once (one sparse-times-dense product).
+        key : str
+            Its :func:`operator_key`; when it equals :attr:`key` nothing is recomputed.
+
+        Returns
+        -------
+        int
+            Number of operator applications (0 when reused, else the space's size).
+        """
+        if self.is_empty or key == self.key:
+            return 0
+        applications = self.size
+        AU = np.asarray(operator @ self.U) if not isinstance(operator, LinearOperator) \
+            else operator.matmat(self.U)
+        self._orthonormalise(self.U, AU)
+        self.key = key
+        return applications
+
+    def store(self, U: np.ndarray, C: np.ndarray, key: str, method: str) -> None:
+        """Keep ``U`` with ``C = Op U`` (``C`` is re-orthonormalised here if it is not already).
+
+        Keeps at most ``k`` columns (the first ``k``); a method passes its directions
+        best first.
+        """
+        U = np.asarray(U)[:, : self.k]
+        C = np.asarray(C)[:, : self.k]
+        if U.shape != C.shape or U.ndim != 2:
+            raise SciMLError(f"U and C must have one shape n x k, got {U.shape} and {C.shape}")
+        if not (np.isfinite(U).all() and np.isfinite(C).all()):
+            raise SciMLError(f"{method} produced non-finite recycle directions; the space was not updated")
+        self.method = method
+        self._orthonormalise(U, C)
+        self.key = key
+
+    def _orthonormalise(self, U: np.ndarray, C: np.ndarray) -> None:
+        """Set ``C <- Q``, ``U <- U R^{-1}`` from ``C = Q R``, dropping dependent directions."""
+        Q, R, pivots = sla.qr(C, mode="economic", pivoting=True)
+        diagonal = np.abs(np.diag(R))
+        if diagonal.size == 0 or diagonal[0] == 0.0:
+            self.dropped += U.shape[1]
+            self.clear()
+            return
+        keep = int(np.count_nonzero(diagonal > DEPENDENCE_TOLERANCE * diagonal[0]))
+        self.dropped += U.shape[1] - keep
+        R = R[:keep, :keep]
+        U = U[:, pivots[:keep]]
+        self.C = np.ascontiguousarray(Q[:, :keep])
+        self.U = np.ascontiguousarray(sla.solve_triangular(R, U.T, trans="T", lower=False).T)
+
+    def __repr__(self) -> str:
+        return f"RecycleSpace(k={self.k}, size={self.size}, method={self.method!r})"

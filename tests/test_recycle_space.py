@@ -1,0 +1,102 @@
+"""The caller-held recycle space: binding to a new operator, reuse, refusal of wrong systems."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.sparse.linalg import aslinearoperator
+
+from sciml.errors import SciMLError
+from sciml.solvers.recycle_space import RecycleSpace, operator_key
+
+
+def laplacian(n, shift=0.0):
+    return (sp.diags_array([-1.0, 2.0 + shift, -1.0], offsets=[-1, 0, 1], shape=(n, n))).tocsr()
+
+
+def filled_space(A, k=4, seed=0, dtype=float):
+    U = np.random.default_rng(seed).standard_normal((A.shape[0], k)).astype(dtype)
+    space = RecycleSpace(k)
+    space.store(U, A @ U, operator_key(A), method="test")
+    return space
+
+
+def test_store_makes_c_orthonormal_and_consistent():
+    A = laplacian(40, 0.3)
+    space = filled_space(A)
+    assert space.size == 4
+    np.testing.assert_allclose(space.C.T @ space.C, np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(A @ space.U, space.C, atol=1e-12)
+
+
+def test_bind_reuses_for_same_operator_and_rebinds_for_a_new_one():
+    A = laplacian(40, 0.3)
+    space = filled_space(A)
+    U_before = space.U.copy()
+    assert space.bind(A, operator_key(A)) == 0
+    np.testing.assert_array_equal(space.U, U_before)
+    B = laplacian(40, 0.7)
+    assert space.bind(aslinearoperator(B), operator_key(B)) == 4
+    np.testing.assert_allclose(B @ space.U, space.C, atol=1e-12)
+    np.testing.assert_allclose(space.C.T @ space.C, np.eye(4), atol=1e-12)
+
+
+def test_dependent_directions_are_dropped():
+    A = laplacian(30, 0.5)
+    U = np.random.default_rng(1).standard_normal((30, 3))
+    U = np.column_stack([U, U[:, 0] - 2 * U[:, 2]])
+    space = RecycleSpace(5)
+    space.store(U, A @ U, operator_key(A), method="test")
+    assert space.size == 3 and space.dropped == 1
+
+
+def test_zero_space_is_cleared_not_kept():
+    A = laplacian(10)
+    space = RecycleSpace(2)
+    space.store(np.zeros((10, 2)), np.zeros((10, 2)), operator_key(A), method="test")
+    assert space.is_empty and space.dropped == 2
+
+
+def test_complex_space_for_a_complex_operator():
+    A = (laplacian(30) - 0.5j * sp.eye_array(30)).tocsr()
+    space = filled_space(A, dtype=complex)
+    np.testing.assert_allclose(space.C.conj().T @ space.C, np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(A @ space.U, space.C, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "n, dtype, method, words",
+    [(41, float, "test", "length 40"), (40, float, "other", "filled by 'test'")],
+)
+def test_incompatible_use_is_refused(n, dtype, method, words):
+    space = filled_space(laplacian(40))
+    with pytest.raises(SciMLError, match=words):
+        space.check_compatible(n, dtype, method)
+
+
+def test_complex_space_refused_for_a_real_system():
+    A = (laplacian(20) + 1j * sp.eye_array(20)).tocsr()
+    space = filled_space(A, dtype=complex)
+    with pytest.raises(SciMLError, match="complex"):
+        space.check_compatible(20, np.float64, "test")
+    space.check_compatible(20, np.complex128, "test")
+
+
+def test_non_finite_directions_are_refused():
+    space = RecycleSpace(2)
+    with pytest.raises(SciMLError, match="non-finite"):
+        space.store(np.full((5, 2), np.nan), np.ones((5, 2)), "key", method="test")
+
+
+def test_operator_key_tracks_entries_and_preconditioner():
+    A = laplacian(20)
+    assert operator_key(A) == operator_key(A.copy())
+    assert operator_key(A) != operator_key(laplacian(20, 1e-9))
+    M = aslinearoperator(sp.eye_array(20))
+    assert operator_key(A, M) == operator_key(A, M)
+    assert operator_key(A, M) != operator_key(A)
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.5, True])
+def test_bad_k_is_refused(k):
+    with pytest.raises(SciMLError, match="k >= 1"):
+        RecycleSpace(k)
