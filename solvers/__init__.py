@@ -3,11 +3,14 @@
 Every method stops on the **true** residual, ``||b - A x||_2 <= max(rtol ||b||_2,
 atol)``, checked on the iterate it returns (:mod:`sciml.solvers.stopping`).
 
-- ``cg``, ``gmres``, ``direct``: scipy's signature, returning ``(x, info)``;
-- ``cg_result``, ``gmres_result``, ``direct_result``: the same, returning a
-  :class:`SolveResult` (residual, iterations, matvecs, history, time, message);
+- ``cg``, ``gmres``, ``gcrodr``, ``direct``: scipy's signature, returning ``(x, info)``;
+- ``cg_result``, ``gmres_result``, ``gcrodr_result``, ``direct_result``: the same,
+  returning a :class:`SolveResult` (residual, iterations, matvecs, history, time, message);
+- :class:`RecycleSpace`, :func:`operator_key`: the Krylov recycle space a caller carries
+  from solve to solve (``gcrodr(..., recycle=space)``) and the operator fingerprint it
+  is bound to;
 - :class:`LinearSolver`: a method, a preconditioner spec and tolerances, as a
-  generator holds it, with JSON settings;
+  generator holds it, with JSON settings (and, for a recycling method, its space);
 - ``METHODS``, ``PRECONDITIONERS``: the registries; :func:`make_preconditioner`
   builds ``M ~ A^-1`` from a spec such as ``"amg"`` or ``("ilu", {"drop_tol": 1e-4})``;
 - :func:`order_systems` (``ORDERINGS``): sort a batch of systems by the similarity of
@@ -27,10 +30,13 @@ True
 """
 
 from sciml.solvers.direct import direct, direct_result
+from sciml.solvers.deflated_cg import recycled_cg, recycled_cg_result
+from sciml.solvers.gcro_dr import gcrodr, gcrodr_result
 from sciml.solvers.krylov import cg, cg_result, gmres, gmres_result
 from sciml.solvers.linear_solver import METHODS, LinearSolver
 from sciml.solvers.ordering import ORDERINGS, order_systems
 from sciml.solvers.preconditioners import PRECONDITIONERS, make_preconditioner
+from sciml.solvers.recycle_space import RecycleSpace, operator_key
 from sciml.solvers.result import SolveResult
 
 __all__ = [
@@ -38,9 +44,13 @@ __all__ = [
     "cg",
     "gmres",
     "direct",
+    "gcrodr",
     "cg_result",
     "gmres_result",
     "direct_result",
+    "gcrodr_result",
+    "RecycleSpace",
+    "operator_key",
     "LinearSolver",
     "METHODS",
     "PRECONDITIONERS",

@@ -2,7 +2,9 @@
 
 ``METHODS`` maps a name to a function ``f(A, b, x0=None, *, rtol, atol, maxiter, M,
 callback, **options) -> SolveResult``; another module adds a method with
-``METHODS.register("name", f_result)``.
+``METHODS.register("name", f_result)``. A method whose function takes a ``recycle``
+argument (``gcrodr``) recycles: the solver then holds one
+:class:`~sciml.solvers.recycle_space.RecycleSpace` and passes it to every solve.
 
 Examples
 --------
@@ -26,9 +28,12 @@ import time
 
 from sciml.errors import SciMLError
 from sciml.registry import Registry, parse_spec
+from sciml.solvers.deflated_cg import recycled_cg_result
 from sciml.solvers.direct import direct_result
+from sciml.solvers.gcro_dr import gcrodr_result
 from sciml.solvers.krylov import cg_result, gmres_result
 from sciml.solvers.preconditioners import check_preconditioner, make_preconditioner
+from sciml.solvers.recycle_space import RecycleSpace, operator_key
 from sciml.solvers.result import SolveResult
 from sciml.solvers.stopping import check_options, check_tolerances
 
@@ -36,11 +41,23 @@ METHODS: Registry = Registry("solver method")
 METHODS.register("cg", cg_result)
 METHODS.register("gmres", gmres_result)
 METHODS.register("direct", direct_result)
+METHODS.register("gcrodr", gcrodr_result)
+METHODS.register("rcg", recycled_cg_result)
 
 FACTORISING_METHODS = frozenset({"direct"})
 """Methods that factorise ``A`` themselves and so take no preconditioner."""
 
 _COMMON_ARGUMENTS = {"A", "b", "x0", "rtol", "atol", "maxiter", "M", "callback"}
+_RECYCLE_ARGUMENT = "recycle"
+DEFAULT_RECYCLE_K = 20
+"""Size of a recycling method's space when neither its options nor its signature give ``k``."""
+
+
+def _default_k(arguments) -> int:
+    """The method's own default ``k`` (e.g. 10 for rcg), else :data:`DEFAULT_RECYCLE_K`."""
+    parameter = arguments.get("k")
+    default = None if parameter is None else parameter.default
+    return default if isinstance(default, int) and not isinstance(default, bool) else DEFAULT_RECYCLE_K
 _SETTINGS_KEYS = ("method", "preconditioner", "rtol", "atol", "maxiter", "options")
 
 
@@ -50,16 +67,27 @@ class LinearSolver:
     Parameters
     ----------
     method : str
-        A name from ``METHODS.names()``: ``"cg"``, ``"gmres"``, ``"direct"``.
+        A name from ``METHODS.names()``: ``"cg"``, ``"gmres"``, ``"gcrodr"``, ``"direct"``.
     preconditioner : str, (str, dict), dict or None
-        A spec for :func:`~sciml.solvers.make_preconditioner`; built afresh for every
-        ``A`` passed to :meth:`solve`. None means ``"none"``.
+        A spec for :func:`~sciml.solvers.make_preconditioner`; built for every new ``A``
+        passed to :meth:`solve` and reused while the same ``A`` (same
+        :func:`~sciml.solvers.operator_key`) comes again with another right-hand side.
+        None means ``"none"``.
     rtol, atol : float
         Converged iff ``||b - A x||_2 <= max(rtol ||b||_2, atol)``.
     maxiter : int, optional
         Iteration budget of the method (default: its own, ``10 n`` for cg and gmres).
     **method_options
-        Further keyword options of the method, e.g. ``restart=40`` for gmres.
+        Further keyword options of the method, e.g. ``restart=40`` for gmres, ``m=40,
+        k=20`` for gcrodr (never ``recycle``: the solver holds the space).
+
+    Attributes
+    ----------
+    recycle : RecycleSpace or None
+        For a recycling method (one whose function takes ``recycle``, e.g. gcrodr) the
+        space passed to every :meth:`solve`, of size ``k`` from the options (default
+        20), so each system starts from the last one's directions; None otherwise.
+        :meth:`reset` empties it; it is not part of :meth:`settings`.
 
     Raises
     ------
@@ -77,7 +105,8 @@ class LinearSolver:
     def __init__(self, method: str = "cg", preconditioner=None, rtol: float = 1e-8,
                  atol: float = 0.0, maxiter: int | None = None, **method_options):
         function = METHODS.get(method)
-        accepted = set(inspect.signature(function).parameters) - _COMMON_ARGUMENTS
+        arguments = dict(inspect.signature(function).parameters)
+        accepted = set(arguments) - _COMMON_ARGUMENTS - {_RECYCLE_ARGUMENT}
         check_options(f"method {method!r}", method_options, accepted)
         check_tolerances(rtol, atol, maxiter)
         name, options = parse_spec(preconditioner)
@@ -94,9 +123,36 @@ class LinearSolver:
         self.maxiter = None if maxiter is None else int(maxiter)
         self.method_options = dict(method_options)
         self._solve = function
+        self.recycle = (RecycleSpace(method_options.get("k", _default_k(arguments)))
+                        if _RECYCLE_ARGUMENT in arguments else None)
+        self._preconditioner_for: tuple[str, object] | None = None
+
+    def _preconditioner(self, A):
+        """``M`` for ``A``: the cached one while ``A`` is unchanged, else built afresh."""
+        if self.preconditioner == "none":
+            return None
+        key = operator_key(A)
+        if self._preconditioner_for is None or self._preconditioner_for[0] != key:
+            self._preconditioner_for = (key, make_preconditioner(self.preconditioner, A))
+        return self._preconditioner_for[1]
+
+    def reset(self) -> None:
+        """Forget the cached preconditioner and empty the recycle space (if any).
+
+        Examples
+        --------
+        >>> solver = LinearSolver("gcrodr", m=10, k=4)
+        >>> solver.reset(); solver.recycle
+        RecycleSpace(k=4, size=0, method=None)
+        """
+        self._preconditioner_for = None
+        if self.recycle is not None:
+            self.recycle.clear()
 
     def solve(self, A, b, x0=None) -> SolveResult:
         """Solve ``A x = b``; ``seconds`` of the result includes building the preconditioner.
+
+        A recycling method gets :attr:`recycle` and updates it for the next solve.
 
         Examples
         --------
@@ -105,9 +161,10 @@ class LinearSolver:
         array([0.5 , 0.25])
         """
         started = time.perf_counter()
-        M = make_preconditioner(self.preconditioner, A)
+        M = self._preconditioner(A)
+        recycling = {} if self.recycle is None else {_RECYCLE_ARGUMENT: self.recycle}
         result = self._solve(A, b, x0, rtol=self.rtol, atol=self.atol, maxiter=self.maxiter, M=M,
-                             **self.method_options)
+                             **self.method_options, **recycling)
         return dataclasses.replace(result, seconds=time.perf_counter() - started)
 
     def settings(self) -> dict:

@@ -212,7 +212,7 @@ def test_bad_inputs_raise_one_line_errors(spd):
 
 
 def test_bad_names_and_options_fail_at_construction():
-    assert "cg, direct, gmres" in one_line_error(UnknownNameError, LinearSolver, "bicgstab")
+    assert "cg, direct, gcrodr, gmres, rcg" in one_line_error(UnknownNameError, LinearSolver, "bicgstab")
     assert "amg, ilu, jacobi, none" in one_line_error(UnknownNameError, LinearSolver, "cg", "ssor")
     assert "restart" in one_line_error(SciMLError, LinearSolver, "cg", restart=10)
     assert "fill_factor" in one_line_error(SciMLError, LinearSolver, "cg", ("ilu", {"fill": 2}))
