@@ -1,6 +1,6 @@
-"""PDE problems that generate training data: the problem interface, Darcy flow, the
-DeepONet paper's 1-D operators (antiderivative, nonlinear ODE), and the random fields and
-finite-volume matrices they are built from.
+"""PDE problems that generate training data: the problem interface, Darcy flow, Helmholtz,
+Poisson, advection-diffusion, the DeepONet paper's 1-D operators (antiderivative,
+nonlinear ODE), and the random fields and finite-volume matrices they are built from.
 
 Importing this package registers every problem in :data:`PROBLEMS`.
 
@@ -8,15 +8,18 @@ Examples
 --------
 >>> from sciml.datasets import PROBLEMS, get_problem
 >>> PROBLEMS.names()
-['antiderivative', 'darcy', 'nonlinear-ode']
+['advection-diffusion', 'antiderivative', 'darcy', 'helmholtz', 'nonlinear-ode', 'poisson']
 >>> get_problem("darcy")(resolution=8).grid_shape
 (8, 8)
 """
 
 from .problem import PROBLEMS, PDEProblem, Sample, get_problem
 from .random_fields import gaussian_random_field, rbf_random_field
-from .finite_volume import diffusion_matrix
+from .finite_volume import convection_matrix, diffusion_matrix
 from .darcy import Darcy
+from .helmholtz import Helmholtz
+from .poisson import Poisson
+from .advection_diffusion import AdvectionDiffusion
 from .operator_odes import Antiderivative, NonlinearODE
 
 __all__ = [
@@ -25,9 +28,13 @@ __all__ = [
     "PROBLEMS",
     "get_problem",
     "Darcy",
+    "Helmholtz",
+    "Poisson",
+    "AdvectionDiffusion",
     "Antiderivative",
     "NonlinearODE",
     "gaussian_random_field",
     "rbf_random_field",
     "diffusion_matrix",
+    "convection_matrix",
 ]

@@ -98,6 +98,8 @@ class Darcy(PDEProblem, name="darcy"):
     input_names = ("a", "f")
     output_names = ("u",)
     default_solver = {"method": "cg", "preconditioner": "amg"}  # SPD: see `sciml bench solvers`
+    symmetric_positive_definite = True
+    ordering_fields = ("a",)  # f is the same constant in every sample
 
     def __init__(
         self,
