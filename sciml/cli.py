@@ -9,6 +9,8 @@ Examples
 ::
 
     sciml generate darcy --n 200 --resolution 32 --out darcy32.nc --solver cg pde.coefficient=lognormal
+    sciml generate helmholtz --n 1000 --resolution 32 pde.dim=3 --out h.nc --solver skr --ordering greedy --workers 2
+    sciml generate darcy --n 10000 --resolution 64 --out d.nc --scheduler tcp://HOST:8786
     sciml check darcy32.nc
     sciml train fno --data darcy32.nc --out runs/fno --epochs 20 model.width=32
     sciml evaluate runs/fno --data darcy64.nc
@@ -46,37 +48,51 @@ def _merged_config(base: dict, args, overrides) -> dict:
 
 # ---------------------------------------------------------------------------- generate
 def build_generation(config: dict):
-    """The problem and solver a generation config describes."""
+    """The problem and solver a generation config describes.
+
+    ``solver.method`` may be ``auto`` or ``skr``: it is resolved for the problem
+    (:func:`sciml.solver_choice.resolve_solver`) and ``config`` updated in place with the
+    chosen settings and ``generate.ordering``. Returns ``(problem, solver, choice)``.
+    """
     from sciml.datasets import get_problem
     from sciml.solvers import LinearSolver
 
     pde = dict(config["pde"])
     problem_cls = get_problem(pde.pop("name"))
     problem = construct(problem_cls, pde, "pde")
+    choice = resolve_generation_solver(problem, config)
     solver = construct(LinearSolver, dict(config["solver"]), "solver")
-    return problem, solver
+    return problem, solver, choice
 
 
-def default_solver(pde_name: str, method: str | None) -> dict:
-    """The solver settings a problem suggests; naming another method drops its preconditioner."""
-    from sciml.datasets import get_problem
+def resolve_generation_solver(problem, config: dict) -> dict:
+    """Fill ``config["solver"]`` and ``config["generate"]["ordering"]`` from ``--solver auto|skr|METHOD``.
 
-    suggested = dict(get_problem(pde_name).default_solver)
-    if method is not None and method != suggested["method"]:
-        suggested = {"method": method, "preconditioner": "none"}
-    return {**suggested, **DEFAULT_TOLERANCES}
+    The chosen settings come first, then what the user named (preconditioner, tolerances,
+    method options) on top; returns the choice (recorded in the file).
+    """
+    from sciml.solver_choice import resolve_solver
+
+    given = dict(config["solver"])
+    choice = resolve_solver(problem, given.pop("method", "auto"), given.pop("preconditioner", None),
+                            config["generate"].get("ordering"))
+    config["solver"] = {**choice["solver"], **given}
+    config["generate"]["ordering"] = choice["ordering"]
+    return choice
 
 
 def cmd_generate(args, overrides) -> int:
     from sciml.generate import generate_dataset
 
-    config = {"pde": {"name": args.pde}, "solver": default_solver(args.pde, args.solver),
+    config = {"pde": {"name": args.pde}, "solver": {"method": "auto", **DEFAULT_TOLERANCES},
               "generate": {"seed": 0, "dtype": "float32"}}
     config = _merged_config(config, args, [])
     for key, value in (("pde.resolution", args.resolution), ("generate.n", args.n), ("generate.out", args.out),
                        ("generate.seed", args.seed), ("solver.method", args.solver),
                        ("solver.preconditioner", args.preconditioner), ("solver.rtol", args.rtol),
-                       ("solver.maxiter", args.maxiter)):
+                       ("solver.maxiter", args.maxiter), ("generate.ordering", args.ordering),
+                       ("generate.workers", args.workers), ("generate.chains", args.chains),
+                       ("generate.scheduler", args.scheduler)):
         if value is not None:
             section, name = key.split(".")
             config[section][name] = value
@@ -87,13 +103,15 @@ def cmd_generate(args, overrides) -> int:
             raise SciMLError(f"sciml generate needs {flag} (or generate.{key} in the config)")
     if "resolution" not in config["pde"]:
         raise SciMLError("sciml generate needs --resolution (or pde.resolution in the config)")
-    problem, solver = build_generation(config)
+    problem, solver, choice = build_generation(config)
     report = generate_dataset(problem, solver, gen["n"], gen["out"], seed=gen.get("seed", 0),
                               resume=args.resume, overwrite=args.overwrite, dtype=gen.get("dtype", "float32"),
-                              progress=not args.quiet)
+                              progress=not args.quiet, ordering=gen["ordering"], workers=gen.get("workers"),
+                              chains=gen.get("chains"), scheduler=gen.get("scheduler"), solver_choice=choice)
     config_path = write_config(config, str(gen["out"]) + ".config.json")
     print(f"wrote {report.n_written} of {report.n_requested} samples to {report.path} "
           f"({report.n_solved_now} solved now, {report.seconds:.1f} s); config: {config_path}")
+    print(f"solver {solver.method} ({choice['rule']}), ordering {gen['ordering']}; {report.time_line()}")
     if report.failures:
         for line in report.failure_lines():
             print(f"sciml generate: failed: {line}", file=sys.stderr)
@@ -185,15 +203,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", help="config file (.toml, .yaml, .json)")
         return p
 
-    p = add("generate", cmd_generate, "Generate a PDE dataset into a netCDF4 file, sample by sample.")
+    p = add("generate", cmd_generate, "Generate a PDE dataset into a netCDF4 file, sample by sample, "
+                                      "in sorted chains on local processes or a dask cluster.")
     p.add_argument("pde", help="PDE problem name, e.g. darcy")
     p.add_argument("--n", type=int, help="number of samples")
     p.add_argument("--resolution", type=int, help="grid points per dimension")
     p.add_argument("--out", help="output file (.nc)")
     p.add_argument("--seed", type=int, help="root seed (default 0)")
-    p.add_argument("--solver", help="linear solver: cg, gmres, direct (default: the problem's choice, "
-                                    "cg for Darcy, direct otherwise)")
-    p.add_argument("--preconditioner", help="none, jacobi, ilu, amg (default: amg with Darcy's cg, else none)")
+    p.add_argument("--solver", help="auto (default: chosen per family and size, see sciml.solver_choice), "
+                                    "skr (sorted Krylov recycling: recycled CG if SPD, else GCRO-DR), "
+                                    "or a method: cg, gmres, direct, gcrodr, rcg")
+    p.add_argument("--preconditioner", help="none, jacobi, ilu, amg (default: the chosen solver's)")
+    p.add_argument("--ordering", help="solve order of the batch: none, greedy (the paper's nearest neighbour), "
+                                      "curve (Hilbert curve, O(N log N)); default curve for recycling solvers, "
+                                      "else none")
+    p.add_argument("--workers", type=int, help="local processes (default 1: in this process)")
+    p.add_argument("--chains", type=int, help="pieces of the solve order, each with its own solver and "
+                                              "recycle space (default: one per worker)")
+    p.add_argument("--scheduler", help="dask.distributed scheduler address, e.g. tcp://HOST:8786 (needs "
+                                       "dask[distributed] and a filesystem shared with the workers; "
+                                       "excludes --workers)")
     p.add_argument("--rtol", type=float, help="true relative residual to reach (default 1e-8)")
     p.add_argument("--maxiter", type=int, help="iteration budget per solve")
     p.add_argument("--resume", action="store_true", help="continue an interrupted generation")

@@ -9,11 +9,21 @@ with named dims; plain ``h5py`` reads the same file):
   a loader reads a slice without touching the rest (for Darcy: ``a``, ``f``, ``u``);
 * per-sample variables: ``seed`` and the solver record ``solver_iterations``,
   ``solver_matvecs``, ``solver_relative_residual``, ``solver_seconds``,
-  ``solver_converged``;
+  ``solver_converged``; files written by :func:`sciml.generate.generate_dataset` also
+  hold ``solve_chain`` (the chain that solved the sample), ``solve_position`` (its place
+  in the sorted solve order) and ``sample_seconds`` (wall time of drawing, assembling,
+  solving and collecting the sample, so ``solver_seconds / sample_seconds`` is the share
+  spent in the solver);
 * global attributes: ``sciml_format``, ``format_version``, ``pde``,
   ``pde_parameters`` (JSON), ``generator_version``, ``root_seed``, ``solver`` (JSON of
   its settings), ``inputs``, ``outputs`` (JSON lists), ``sciml_version``, ``created``,
-  ``failed_samples`` (JSON list of samples whose solve did not converge).
+  ``failed_samples`` (JSON list of samples whose solve did not converge); generated files
+  add ``ordering`` (JSON: method, fields compared, cost in seconds, path lengths),
+  ``solver_choice`` (JSON: the rule that chose the solver) and ``generation`` (JSON:
+  chains, workers, backend of the last run).
+
+The samples are stored in sample-index order (sample ``i`` drawn from seed
+``sample_seed(root_seed, i)``) whatever order they were solved in.
 
 Crash safety: while generating, each sample is staged as its own file in the folder
 ``FILE.parts/``, written to a temporary name and renamed into place, so a process killed
@@ -22,6 +32,17 @@ indices, so no sample is lost except the one in flight and none is duplicated. A
 whose solve failed is staged as a failure record, never as data. When all samples are
 staged, :meth:`StagedWriter.finalize` assembles them into ``FILE`` (again through a
 temporary name), so ``FILE`` exists only when complete.
+
+Shards: a parallel generation cuts the sorted solve order into chains; each chain (one
+process, one recycle space) stages its samples into the same ``FILE.parts/`` folder, so a
+chain's shard is the set of part files it wrote (``solve_chain`` records which). The
+folder's ``manifest.json`` (the run's metadata) and ``order.json`` (the solve order) make
+the parts one dataset; :func:`load_part` reads a part (``numpy.load`` also does: keys
+``field_<name>``, ``seed``, ``record`` as UTF-8 JSON bytes). The finished dataset is the
+single assembled ``FILE``, which every reader (the loader, ``xarray.open_dataset``,
+``xarray.open_mfdataset([FILE])``, ``h5py``) reads. Parts are ``.npz`` rather than
+one-sample netCDF files because creating a netCDF file costs 40-80 ms, as much as a
+2-D solve.
 
 Examples
 --------
@@ -60,7 +81,14 @@ RECORD_VARIABLES = {
     "solver_seconds": ("seconds", np.float64),
     "solver_converged": ("converged", np.int8),
 }
-JSON_ATTRIBUTES = ("pde_parameters", "solver", "inputs", "outputs", "failed_samples")
+GENERATION_VARIABLES = {
+    "solve_chain": ("chain", np.int64),
+    "solve_position": ("position", np.int64),
+    "sample_seconds": ("sample_seconds", np.float64),
+}
+"""Per-sample variables a generation adds to the solver record (written when every record has them)."""
+JSON_ATTRIBUTES = ("pde_parameters", "solver", "inputs", "outputs", "failed_samples", "ordering",
+                   "solver_choice", "generation")
 REQUIRED_ATTRIBUTES = (
     "sciml_format", "format_version", "pde", "pde_parameters", "generator_version",
     "root_seed", "solver", "inputs", "outputs",
@@ -218,9 +246,8 @@ def _assemble(path: Path, items, n_samples: int, coords: dict, attrs: dict, dtyp
         index_var = f.create_variable("sample", ("sample",), np.int64)
         seed_var = f.create_variable("seed", ("sample",), np.int64)
         seed_var.attrs["long_name"] = "seed of this sample's random inputs"
-        record_vars = {
-            name: f.create_variable(name, ("sample",), kind) for name, (_, kind) in RECORD_VARIABLES.items()
-        }
+        record_vars = {name: (key, f.create_variable(name, ("sample",), kind))
+                       for name, (key, kind) in RECORD_VARIABLES.items()}
         field_vars = {}
         for pos, (index, seed, fields, record) in enumerate(items):
             if not field_vars:
@@ -228,12 +255,18 @@ def _assemble(path: Path, items, n_samples: int, coords: dict, attrs: dict, dtyp
                     field_vars[name] = f.create_variable(
                         name, ("sample",) + dims, dtype, chunks=(1,) + spatial
                     )
+                if all(key in record for key, _ in GENERATION_VARIABLES.values()):
+                    record_vars.update({name: (key, f.create_variable(name, ("sample",), kind))
+                                        for name, (key, kind) in GENERATION_VARIABLES.items()})
             for name, var in field_vars.items():
                 var[pos] = np.asarray(fields[name], dtype=dtype)
             index_var[pos] = index
             seed_var[pos] = seed
-            for name, (key, _) in RECORD_VARIABLES.items():
-                record_vars[name][pos] = record[key]
+            for key, var in record_vars.values():
+                if key not in record:
+                    raise DataFileError(f"sample {index} lacks the record entry {key!r} the others have; "
+                                        "resume the generation with the same sciml version or start over")
+                var[pos] = record[key]
         for key, value in attrs.items():
             f.attrs[key] = (
                 json.dumps(value, default=_jsonable) if key in JSON_ATTRIBUTES else value
@@ -274,6 +307,30 @@ def write_dataset(path, fields: dict, coords: dict, attrs: dict, records=None, s
     return os.fspath(path)
 
 
+def load_part(path: str | os.PathLike) -> tuple[int, int, dict[str, np.ndarray], dict]:
+    """Read one staged part ``FILE.parts/sample_<index>.npz``: ``(index, seed, fields, record)``.
+
+    ``record`` is the solver record (:meth:`sciml.solvers.SolveResult.record`) plus, for
+    generated samples, ``chain``, ``position`` and ``sample_seconds``.
+
+    Examples
+    --------
+    >>> index, seed, fields, record = load_part("darcy.nc.parts/sample_000000003.npz")  # doctest: +SKIP
+    >>> index, sorted(fields), record["converged"]                                     # doctest: +SKIP
+    (3, ['a', 'f', 'u'], True)
+    """
+    path = Path(path)
+    try:
+        index = int(path.name[len("sample_"):-len(".npz")])
+        with np.load(path) as z:
+            fields = {k[6:]: z[k] for k in z.files if k.startswith("field_")}
+            record = json.loads(z["record"].tobytes().decode())
+            return index, int(z["seed"]), fields, record
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataFileError(f"staged part {path} cannot be read ({type(exc).__name__}); delete it and rerun "
+                            "with --resume to solve that sample again") from None
+
+
 class StagedWriter:
     """Write a dataset sample by sample, resumable after a crash.
 
@@ -289,6 +346,10 @@ class StagedWriter:
         Continue a staged generation instead of refusing to touch it.
     overwrite : bool
         Replace an existing finished file.
+
+    Several processes may stage into one folder at once (each sample is its own file,
+    renamed into place); they open it with :meth:`attach`, which needs the folder to be
+    visible to them (a cluster needs a shared filesystem).
 
     Examples
     --------
@@ -329,6 +390,25 @@ class StagedWriter:
             self.staging.mkdir()
             atomic_write_json(manifest, self.metadata)
 
+    @classmethod
+    def attach(cls, path) -> "StagedWriter":
+        """The writer of a generation already staging into ``path + ".parts/"`` (used by workers).
+
+        Raises :class:`~sciml.errors.DataFileError` when the folder is not visible here,
+        which on a cluster means the workers do not share the client's filesystem.
+        """
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        writer.staging = Path(os.fspath(path) + ".parts")
+        manifest = writer.staging / cls.MANIFEST
+        if not manifest.exists():
+            raise DataFileError(
+                f"{manifest} is not visible on this worker: generation workers stage into the output's "
+                "folder, so a cluster needs a filesystem shared with the client (or --out on one)"
+            )
+        writer.metadata = json.loads(manifest.read_text())
+        return writer
+
     # names of staged files
     def _data_file(self, index: int) -> Path:
         return self.staging / f"sample_{index:09d}.npz"
@@ -346,14 +426,26 @@ class StagedWriter:
                 failed.add(int(entry[7:-5]))
         return good, failed
 
+    def is_staged(self, index: int) -> bool:
+        """Whether sample ``index`` is staged (as data or as a failure)."""
+        return self._data_file(index).exists() or self._failure_file(index).exists()
+
     def pending(self) -> list[int]:
         """Sample indices not yet staged, in order."""
         good, failed = self.staged()
         return [i for i in range(self.metadata["n_samples"]) if i not in good and i not in failed]
 
-    def write(self, index: int, sample) -> None:
-        """Stage one sample atomically: data if its solve converged, else a failure record."""
-        record = sample.record.record()
+    def parts(self) -> list[str]:
+        """Paths of the staged good samples, by sample index (read them with :func:`load_part`)."""
+        return [os.fspath(self._data_file(i)) for i in sorted(self.staged()[0])]
+
+    def write(self, index: int, sample, extra: dict | None = None) -> None:
+        """Stage one sample atomically: data if its solve converged, else a failure record.
+
+        ``extra`` entries (e.g. ``chain``, ``position``, ``sample_seconds``) are stored
+        with the solver record.
+        """
+        record = {**sample.record.record(), **(extra or {})}
         if record["converged"]:
             arrays = {f"field_{k}": np.asarray(v) for k, v in sample.fields.items()}
             arrays["seed"] = np.int64(sample.seed)
@@ -368,21 +460,40 @@ class StagedWriter:
         _, failed = self.staged()
         return [json.loads(self._failure_file(i).read_text()) for i in sorted(failed)]
 
-    def _load(self, index: int):
-        with np.load(self._data_file(index)) as z:
-            fields = {k[6:]: z[k] for k in z.files if k.startswith("field_")}
-            record = json.loads(z["record"].tobytes().decode())
-            return index, int(z["seed"]), fields, record
+    STOP = "stop.json"
 
-    def finalize(self) -> str:
-        """Assemble the staged samples into the final file and remove the staging folder."""
+    def request_stop(self, reason: str = "another chain failed") -> None:
+        """Ask every chain staging here to stop before its next sample."""
+        self.stage_json(self.STOP, {"reason": reason})
+
+    def stop_requested(self) -> bool:
+        """Whether :meth:`request_stop` was called for this generation."""
+        return (self.staging / self.STOP).exists()
+
+    def clear_stop(self) -> None:
+        """Withdraw a stop request (a resumed run starts without one)."""
+        (self.staging / self.STOP).unlink(missing_ok=True)
+
+    def stage_json(self, name: str, obj) -> None:
+        """Keep ``obj`` as ``name`` in the staging folder (atomic), e.g. the solve order."""
+        atomic_write_json(self.staging / name, json.loads(json.dumps(obj, default=_jsonable)))
+
+    def staged_json(self, name: str):
+        """What :meth:`stage_json` kept as ``name``, or None."""
+        path = self.staging / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def finalize(self, attrs: dict | None = None) -> str:
+        """Assemble the staged samples into the final file and remove the staging folder.
+
+        ``attrs`` are further global attributes (e.g. ``ordering``, ``generation``).
+        """
         if self.pending():
             raise DataFileError(
                 f"{len(self.pending())} samples are not staged yet; rerun with --resume to finish them"
             )
-        good, _ = self.staged()
-        order = sorted(good)
-        if not order:
+        parts = self.parts()
+        if not parts:
             raise DataFileError(
                 f"no sample of {self.path} converged ({len(self.failures())} failed); try another "
                 f"solver or preconditioner, or raise solver.maxiter; failures are kept in {self.staging}"
@@ -391,7 +502,8 @@ class StagedWriter:
         coords = {k: np.asarray(v) for k, v in meta.pop("coords").items()}
         dtype = np.dtype(meta.pop("dtype"))
         meta.pop("n_samples")
+        meta.update(attrs or {})
         meta["failed_samples"] = self.failures()
-        _assemble(self.path, (self._load(i) for i in order), len(order), coords, _base_attrs(meta), dtype)
+        _assemble(self.path, (load_part(p) for p in parts), len(parts), coords, _base_attrs(meta), dtype)
         shutil.rmtree(self.staging)
         return os.fspath(self.path)

@@ -1,0 +1,183 @@
+"""Which linear solver and ordering a generation uses: ``--solver auto``, ``skr`` or a method.
+
+``auto`` (the default of ``sciml generate``) reads :data:`RULES` top to bottom and takes the
+first row that fits the problem's dimension, size and symmetry:
+
+====================================================  ==========================  ========
+problem                                               solver                      ordering
+====================================================  ==========================  ========
+1-D, or 2-D with at most 250,000 unknowns             sparse direct (LU)          none
+symmetric positive definite (2-D large, 3-D)          CG + smoothed-aggregation   none
+                                                      AMG
+otherwise: nonsymmetric or indefinite (2-D large,     SKR: GCRO-DR(40, 20) + ILU  curve
+3-D)
+====================================================  ==========================  ========
+
+The rows follow the measurements in issue 3 (2 cores, scipy 1.17): in 2-D a sparse
+direct solve of 10^4 unknowns costs tens of milliseconds and never fails, so it is hard
+to beat; in 3-D its fill-in makes it cost seconds at 32^3, so SPD problems take CG with
+AMG and the others take sorted Krylov recycling. The rules are a first calibration, to be
+revised from ``sciml bench recycling``.
+
+``skr`` is sorted Krylov recycling (Wang et al., "Accelerating Data Generation for Neural
+Operators via Krylov Subspace Recycling", ICLR 2024): the batch is ordered so that
+consecutive parameter fields are alike and one solver object carries its recycle space
+from solve to solve. The paper uses GCRO-DR(m, k) (Parks et al. 2006) for every problem;
+here symmetric positive definite problems take recycled CG instead (``rcg``, k = 10 with
+AMG), since plain CG already beats GMRES there, and the others take GCRO-DR(40, 20) (the
+paper's reference restart and recycle sizes) with ILU.
+
+A problem says what it is through class attributes, read with defaults so problems that
+predate them still work: ``symmetric_positive_definite`` (default False: the safe
+nonsymmetric choice) and ``ordering_fields`` (default: all inputs).
+
+Examples
+--------
+>>> from sciml.datasets import get_problem
+>>> from sciml.solver_choice import choose_solver
+>>> choice = choose_solver(get_problem("darcy")(resolution=64))
+>>> choice["solver"], choice["ordering"]
+({'method': 'direct', 'preconditioner': 'none'}, 'none')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from sciml.errors import SciMLError
+
+RECYCLING_METHODS = frozenset({"gcrodr", "rcg"})
+"""Methods that carry a recycle space from one solve to the next, so ordering the batch helps them."""
+
+DIRECT = {"method": "direct", "preconditioner": "none"}
+CG_AMG = {"method": "cg", "preconditioner": "amg"}
+SKR_SPD = {"method": "rcg", "preconditioner": "amg", "k": 10}
+SKR_GENERAL = {"method": "gcrodr", "preconditioner": "ilu", "m": 40, "k": 20}
+DEFAULT_SKR_ORDERING = "curve"
+"""The ordering sorted recycling uses unless told otherwise: O(N log N), fine at any batch size."""
+
+SMALL_2D_UNKNOWNS = 250_000
+
+
+def is_spd(problem) -> bool:
+    """Whether the problem declares its systems symmetric positive definite (default False)."""
+    return bool(getattr(problem, "symmetric_positive_definite", False))
+
+
+def unknowns(problem) -> int:
+    """Number of grid unknowns of the problem's systems."""
+    return math.prod(problem.grid_shape)
+
+
+def skr_settings(problem) -> dict:
+    """Sorted-recycling solver settings for ``problem``: recycled CG + AMG if SPD, else GCRO-DR + ILU.
+
+    Examples
+    --------
+    >>> from sciml.datasets import get_problem
+    >>> skr_settings(get_problem("darcy")(resolution=8))["method"] in ("rcg", "gcrodr")
+    True
+    """
+    return dict(SKR_SPD if is_spd(problem) else SKR_GENERAL)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of :data:`RULES`: when it applies, and what it picks."""
+
+    when: str
+    applies: Callable[[object], bool]
+    pick: Callable[[object], dict]
+    ordering: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(f"1-D, or 2-D with at most {SMALL_2D_UNKNOWNS:,} unknowns",
+         lambda p: p.dim == 1 or (p.dim == 2 and unknowns(p) <= SMALL_2D_UNKNOWNS),
+         lambda p: dict(DIRECT), "none"),
+    Rule("symmetric positive definite, large", is_spd, lambda p: dict(CG_AMG), "none"),
+    Rule("nonsymmetric or indefinite, large", lambda p: True, skr_settings, DEFAULT_SKR_ORDERING),
+)
+"""The ``auto`` rules, first match wins (see the module docstring's table)."""
+
+
+def choose_solver(problem) -> dict:
+    """The solver ``--solver auto`` picks for ``problem``, by the first matching row of :data:`RULES`.
+
+    Parameters
+    ----------
+    problem : sciml.datasets.PDEProblem
+
+    Returns
+    -------
+    dict
+        ``solver``: keyword settings of :class:`~sciml.solvers.LinearSolver` (``method``,
+        ``preconditioner`` and method options; no tolerances); ``ordering``: the batch
+        ordering; ``rule``: the row that matched, in words (recorded in the file).
+
+    Examples
+    --------
+    >>> from sciml.datasets import get_problem
+    >>> choose_solver(get_problem("antiderivative")(resolution=50))["rule"]
+    'auto: 1-D, or 2-D with at most 250,000 unknowns'
+    """
+    for rule in RULES:
+        if rule.applies(problem):
+            return {"solver": rule.pick(problem), "ordering": rule.ordering, "rule": f"auto: {rule.when}"}
+    raise SciMLError(f"no solver rule fits problem {problem.name!r}; name one with --solver")
+
+
+def resolve_solver(problem, method: str | None = "auto", preconditioner=None, ordering: str | None = None) -> dict:
+    """Settings for ``--solver METHOD [--preconditioner P] [--ordering O]`` on ``problem``.
+
+    Parameters
+    ----------
+    problem : sciml.datasets.PDEProblem
+    method : str, optional
+        ``"auto"`` (default, :func:`choose_solver`), ``"skr"`` (:func:`skr_settings`), or a
+        method name of :data:`sciml.solvers.METHODS`. A named method takes the
+        preconditioner of the problem's ``recommended_solver()`` (or ``default_solver``)
+        when that is the same method, else none.
+    preconditioner : str, dict or None
+        Overrides the chosen preconditioner when given.
+    ordering : {"none", "greedy", "curve"}, optional
+        Overrides the chosen ordering; by default recycling methods sort with
+        ``"curve"`` and the others keep the index order (ordering cannot help them).
+
+    Returns
+    -------
+    dict
+        ``solver`` (keyword settings, no tolerances), ``ordering`` and ``rule``, as
+        :func:`choose_solver`.
+
+    Examples
+    --------
+    >>> from sciml.datasets import get_problem
+    >>> darcy = get_problem("darcy")(resolution=16)
+    >>> resolve_solver(darcy, "cg")["solver"]
+    {'method': 'cg', 'preconditioner': 'amg'}
+    >>> resolve_solver(darcy, "gmres", ordering="greedy")["ordering"]
+    'greedy'
+    """
+    from sciml.solvers.ordering import ORDERINGS
+
+    name = "auto" if method is None else str(method).lower()
+    if name == "auto":
+        choice = choose_solver(problem)
+    elif name == "skr":
+        choice = {"solver": skr_settings(problem), "ordering": DEFAULT_SKR_ORDERING,
+                  "rule": "skr: " + ("recycled CG (SPD)" if is_spd(problem) else "GCRO-DR (not SPD)")}
+    else:
+        recommended = getattr(problem, "recommended_solver", None)
+        suggested = dict(recommended() if recommended is not None else getattr(problem, "default_solver", DIRECT))
+        solver = suggested if suggested.get("method") == name else {"method": name, "preconditioner": "none"}
+        choice = {"solver": solver, "ordering": DEFAULT_SKR_ORDERING if name in RECYCLING_METHODS else "none",
+                  "rule": f"named: {name}"}
+    if preconditioner is not None:
+        choice["solver"]["preconditioner"] = preconditioner
+    if ordering is not None:
+        ORDERINGS.get(ordering)
+        choice["ordering"] = str(ordering)
+    return choice
