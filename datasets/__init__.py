@@ -21,6 +21,7 @@ from .helmholtz import Helmholtz
 from .poisson import Poisson
 from .advection_diffusion import AdvectionDiffusion
 from .operator_odes import Antiderivative, NonlinearODE
+from .relaxation_sequences import HeatEquationSequence, ShiftedLaplacianSequence
 
 __all__ = [
     "PDEProblem",
@@ -33,6 +34,8 @@ __all__ = [
     "AdvectionDiffusion",
     "Antiderivative",
     "NonlinearODE",
+    "ShiftedLaplacianSequence",
+    "HeatEquationSequence",
     "gaussian_random_field",
     "rbf_random_field",
     "diffusion_matrix",

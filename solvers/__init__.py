@@ -9,6 +9,9 @@ atol)``, checked on the iterate it returns (:mod:`sciml.solvers.stopping`).
 - :class:`RecycleSpace`, :func:`operator_key`: the Krylov recycle space a caller carries
   from solve to solve (``gcrodr(..., recycle=space)``) and the operator fingerprint it
   is bound to;
+- ``recycled_cg``/``recycled_cg_result``: deflated CG carrying a recycle space (SPD);
+- ``sor``, ``ssor_cg`` (and ``_result``), :class:`SSORPreconditioner`: relaxation, and
+  :class:`LearnedRelaxation`, which learns SOR's omega online across a sequence of solves;
 - :class:`LinearSolver`: a method, a preconditioner spec and tolerances, as a
   generator holds it, with JSON settings (and, for a recycling method, its space);
 - ``METHODS``, ``PRECONDITIONERS``: the registries; :func:`make_preconditioner`
@@ -33,11 +36,13 @@ from sciml.solvers.direct import direct, direct_result
 from sciml.solvers.deflated_cg import recycled_cg, recycled_cg_result
 from sciml.solvers.gcro_dr import gcrodr, gcrodr_result
 from sciml.solvers.krylov import cg, cg_result, gmres, gmres_result
+from sciml.solvers.learned_relaxation import LearnedRelaxation
 from sciml.solvers.linear_solver import METHODS, LinearSolver
 from sciml.solvers.ordering import ORDERINGS, order_systems
 from sciml.solvers.preconditioners import PRECONDITIONERS, make_preconditioner
 from sciml.solvers.recycle_space import RecycleSpace, operator_key
 from sciml.solvers.result import SolveResult
+from sciml.solvers.sor import SSORPreconditioner, sor, sor_result, ssor_cg, ssor_cg_result
 
 __all__ = [
     "SolveResult",
@@ -49,6 +54,14 @@ __all__ = [
     "gmres_result",
     "direct_result",
     "gcrodr_result",
+    "recycled_cg",
+    "recycled_cg_result",
+    "sor",
+    "sor_result",
+    "ssor_cg",
+    "ssor_cg_result",
+    "SSORPreconditioner",
+    "LearnedRelaxation",
     "RecycleSpace",
     "operator_key",
     "LinearSolver",
