@@ -49,3 +49,27 @@ SUITES.register(
         "several seeds; DeepONet on the antiderivative operator (MSE)",
     ),
 )
+SUITES.register(
+    "recycling",
+    Suite(
+        "sciml.bench_recycling",
+        "sorted Krylov recycling (GCRO-DR / recycled CG) against GMRES(40), gcrotmk, lgmres, CG, AMG and "
+        "direct solves on Darcy, Poisson, Helmholtz and advection-diffusion sequences, 2-D and 3-D",
+    ),
+)
+SUITES.register(
+    "preconditioners",
+    Suite(
+        "sciml.bench_preconditioners",
+        "DCDM (learned conjugate directions) against CG, IC/ILU-PCG, AMG-PCG and deflated PCG, and "
+        "DCDM as M in FCG/FGMRES, on obstacle Poisson systems; true relative residual 1e-6",
+    ),
+)
+SUITES.register(
+    "relaxation",
+    Suite(
+        "sciml.bench_relaxation",
+        "SOR/SSOR-PCG with omega learned online by bandits (Tsallis-INF, contextual) against every fixed "
+        "omega, the best in hindsight, the instance-optimal one, CG and AMG-CG",
+    ),
+)

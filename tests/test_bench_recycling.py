@@ -1,0 +1,60 @@
+"""The recycling benchmark: a tiny run is complete and honest, bad names fail in one line."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sciml.bench_recycling import (COLUMNS, MethodRun, Tally, assemble_systems, build_problem, format_table,
+                                   main, run, run_method)
+from sciml.errors import SciMLError
+
+
+def test_tiny_run_rows_are_complete_and_meet_the_true_residual(tmp_path):
+    rows = run(quick=True, out_dir=str(tmp_path), families=["darcy"], sizes=["2d-tiny"], systems=3,
+               methods=["direct", "skr-sorted"], budget_seconds=30)
+    assert [row["method"] for row in rows] == ["direct", "skr-sorted"]
+    for row in rows:
+        assert set(COLUMNS) <= set(row)
+        assert row["systems"] == row["planned"] == row["converged"] == 3, row["note"]
+        assert row["max_residual"] <= row["rtol"] == 1e-6
+        assert row["matvecs_per_system"] >= 1 and row["s_per_system"] > 0
+        assert 0 <= row["op_share"] <= 1
+    skr = rows[1]
+    assert skr["compared_with"] == {"splu + refinement": 3} and skr["agree"] is True
+    assert skr["skr_speedup"] == 1.0 and skr["ordering_seconds"] > 0
+
+    saved = json.loads((tmp_path / "bench_recycling.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(rows))
+    assert {"platform", "cpus", "numpy", "scipy", "pyamg"} <= set(saved["machine"])
+    assert saved["plan"]["systems"] == 3 and saved["plan"]["methods"] == ["direct", "skr-sorted"]
+    table = format_table(rows)
+    assert table.count("\n") == 3 and "skr-sorted" in table
+
+
+def test_an_unconverged_answer_is_judged_by_the_true_residual_and_reported():
+    systems = assemble_systems(build_problem("poisson", "2d-tiny"), 2)
+    assert systems[1].A is systems[0].A  # fixed operator: one matrix object for every system
+    lazy = MethodRun("returns b", "none", lambda system: system.b.copy(), Tally())
+    reference = {0: (np.zeros_like(systems[0].b), "direct")}
+    figures = run_method(lazy, systems, [0, 1], 1e-6, budget=10.0, reference=reference)
+    assert figures["systems"] == 2 and figures["converged"] == 0
+    assert figures["max_residual"] > 1 and figures["max_dx"] is None and figures["agree"] is None
+    assert figures["note"] == "2 of 2 systems did not converge"
+    assert 1 not in reference  # an unconverged x never becomes a reference
+
+
+@pytest.mark.parametrize("argument", [{"families": ["darcyy"]}, {"methods": ["gmres", "bicgstab"]},
+                                      {"sizes": ["4d-huge"]}, {"systems": 0},
+                                      {"preconditioners": {"darcy": "csl-amg"}}])
+def test_bad_names_and_counts_fail_in_one_line(argument):
+    with pytest.raises(SciMLError) as error:
+        run(quick=True, **argument)
+    assert "\n" not in str(error.value)
+
+
+def test_cli_reports_an_unknown_method(capsys):
+    with pytest.raises(SystemExit):
+        main(["--quick", "--methods", "bicgstab"])
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown method 'bicgstab'") and "\n" not in err
