@@ -84,6 +84,9 @@ class _DeflationOperator(LinearOperator):
     def _matvec(self, v):
         return self._matmat(np.reshape(v, (-1, 1)))[:, 0]
 
+    apply = _matmat
+    """``Op X`` without LinearOperator's checks (the Arnoldi loop's entry point)."""
+
 
 def _hdot(X: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``X^H w`` without conjugating the block ``X`` (one matrix-vector product)."""
@@ -103,19 +106,20 @@ def _givens(a, b):
     return abs(a) / size, phase * np.conj(b) / size, phase * size
 
 
-def _arnoldi(op: _DeflationOperator, Z: np.ndarray, kc: int, steps: int, beta: float,
+def _arnoldi(op: _DeflationOperator, W: np.ndarray, kc: int, steps: int, beta: float,
              target: float):
     """Arnoldi on ``(I - C C^H) Op`` by classical Gram-Schmidt with one reorthogonalisation.
 
-    ``Z`` holds ``C`` in its first ``kc`` columns and ``v_1`` in column ``kc``; the new basis
-    vectors are written after it. Each step orthogonalises against ``[C, V_j]`` as two
-    block products. Stops after ``steps`` steps, when the GMRES residual estimate (Givens
-    rotations) reaches ``target``, on an invariant subspace, or on a non-finite ``Op v``.
+    ``W`` (preallocated, ``n x (m + 1)``) holds ``C`` in its first ``kc`` columns and
+    ``v_1`` in column ``kc``; the new basis vectors are written after it. Each step
+    orthogonalises against ``[C, V_j]`` as two block products. Stops after ``steps``
+    steps, when the GMRES residual estimate (Givens rotations) reaches ``target``, on an
+    invariant subspace, or on a non-finite ``Op v``.
 
     Returns
     -------
     done : int
-        Steps completed (``s``); ``Z[:, kc:kc+s+1]`` is ``V_{s+1}``.
+        Steps completed (``s``); ``W[:, kc:kc+s+1]`` is ``V_{s+1}``.
     H : ndarray
         ``(s+1) x s`` Hessenberg matrix; ``B``: ``kc x s`` with ``B = C^H Op V_s``.
     estimates : list of float
@@ -123,40 +127,41 @@ def _arnoldi(op: _DeflationOperator, Z: np.ndarray, kc: int, steps: int, beta: f
     failed : bool
         True when ``Op v`` turned non-finite.
     """
-    dtype = Z.dtype
+    dtype = W.dtype
     H = np.zeros((steps + 1, steps), dtype=dtype)
     B = np.zeros((kc, steps), dtype=dtype)
     g = np.zeros(steps + 1, dtype=dtype)
     g[0] = beta
-    rotations = []
+    cosines = np.zeros(steps)
+    sines = np.zeros(steps, dtype=dtype)
     estimates = []
     done, failed = 0, False
     for j in range(steps):
         try:
-            w = op.matvec(Z[:, kc + j])
+            w = op.apply(W[:, kc + j: kc + j + 1])[:, 0]
         except _NonFinite:
             failed = True
             break
         scale = np.linalg.norm(w)
-        basis = Z[:, : kc + j + 1]
-        coefficients = np.zeros(kc + j + 1, dtype=dtype)
-        for _ in range(2):  # CGS2: Gram-Schmidt twice is enough (Giraud et al. 2005)
-            pass_coefficients = _hdot(basis, w)
-            w = w - basis @ pass_coefficients
-            coefficients += pass_coefficients
+        basis = W[:, : kc + j + 1]
+        coefficients = _hdot(basis, w)  # CGS2: Gram-Schmidt twice is enough (Giraud et al. 2005)
+        w -= basis @ coefficients
+        again = _hdot(basis, w)
+        w -= basis @ again
+        coefficients += again
         B[:, j] = coefficients[:kc]
         H[: j + 1, j] = coefficients[kc:]
         h = np.linalg.norm(w)
         H[j + 1, j] = h
         invariant = h <= BREAKDOWN * scale
-        Z[:, kc + j + 1] = 0.0 if invariant else w / h
+        W[:, kc + j + 1] = 0.0 if invariant else w / h
         column = H[: j + 2, j].copy()
-        for i, (c, s) in enumerate(rotations):
+        for i in range(j):
             upper, lower = column[i], column[i + 1]
-            column[i], column[i + 1] = c * upper + s * lower, -np.conj(s) * upper + c * lower
-        c, s, _ = _givens(column[j], column[j + 1])
-        rotations.append((c, s))
-        g[j], g[j + 1] = c * g[j], -np.conj(s) * g[j]
+            column[i] = cosines[i] * upper + sines[i] * lower
+            column[i + 1] = -np.conj(sines[i]) * upper + cosines[i] * lower
+        cosines[j], sines[j], _ = _givens(column[j], column[j + 1])
+        g[j], g[j + 1] = cosines[j] * g[j], -np.conj(sines[j]) * g[j]
         estimates.append(float(abs(g[j + 1])))
         done = j + 1
         if invariant or estimates[-1] <= target:
@@ -167,131 +172,156 @@ def _arnoldi(op: _DeflationOperator, Z: np.ndarray, kc: int, steps: int, beta: f
 def _independent_columns(P: np.ndarray, count: int) -> np.ndarray:
     """The first ``count`` columns of ``P`` that add a new direction, orthonormalised in order.
 
-    A loop over at most ``2 k`` short columns (length ``k + s``), not over ``n``.
+    Unpivoted QR of the column-normalised ``P``: ``|R_ii|`` is the part of column ``i``
+    outside the span of the columns before it, so columns with ``|R_ii|`` at most
+    :data:`RITZ_DEPENDENCE` are deleted (which leaves the others' ``R_ii`` unchanged) and
+    the QR is repeated until none is; ``Q`` then spans the kept columns in order.
     """
-    kept = np.zeros((P.shape[0], 0), dtype=P.dtype)
-    for column in P.T:
-        norm = np.linalg.norm(column)
-        if norm == 0.0:
-            continue
-        q = column / norm
-        for _ in range(2):
-            q = q - kept @ _hdot(kept, q)
-        size = np.linalg.norm(q)
-        if size > RITZ_DEPENDENCE:
-            kept = np.column_stack([kept, q / size])
-            if kept.shape[1] == count:
-                break
-    return kept
+    norms = np.linalg.norm(P, axis=0)
+    P = P[:, norms > 0.0] / norms[norms > 0.0]
+    while P.shape[1]:
+        Q, R = np.linalg.qr(P)
+        dependent = np.flatnonzero(np.abs(np.diag(R)) <= RITZ_DEPENDENCE)
+        if dependent.size == 0:
+            return Q[:, :count]
+        P = np.delete(P, dependent, axis=1)
+    return P
 
 
-def _harmonic_ritz(G: np.ndarray, WtW: np.ndarray, count: int, real: bool) -> np.ndarray:
-    """Eigenvectors of ``G^H G p = theta G^H (W_{m+1}^H W_m) p`` for the ``count`` smallest ``|theta|``.
+def _harmonic_ritz(G: np.ndarray, T: np.ndarray, count: int, real: bool) -> np.ndarray | None:
+    """Coefficients ``p`` of the ``count`` harmonic Ritz pairs of smallest ``|theta|``.
 
-    ``WtW`` is ``W_m^H W_{m+1}``. These are the harmonic Ritz pairs of ``Op`` on
-    ``range(W_m)`` (``Op W_m p - theta W_m p`` orthogonal to ``Op W_m``), Parks et al.'s
-    eigenproblems for both the GMRES start (where the pencil is ``(Hbar^H Hbar, H^H)``) and
-    the GCRO-DR cycle; infinite eigenvalues (a singular right-hand matrix) are never chosen.
-    For a real system the complex vectors are replaced by their real and imaginary parts
-    (a conjugate pair spans the same real plane) and orthonormalised.
+    Parks et al.'s eigenproblem ``G^H G p = theta G^H T p`` with ``T = W_{m+1}^H V_hat``
+    (``V_hat = [U D, V_m]``, ``W_{m+1} = [C, V_{m+1}]``, ``Op V_hat = W_{m+1} G``): the
+    harmonic Ritz pairs of ``Op`` on ``range(V_hat)``. It is solved as a standard
+    eigenproblem: with ``G = Q R`` (thin QR; ``R`` is invertible when ``Op V_hat`` has full
+    rank), ``q = R p`` satisfies ``(Q^H T R^{-1}) q = (1 / theta) q``, so the wanted pairs
+    are those of *largest* ``|1 / theta|`` (``1 / theta = 0``, an infinite ``theta``, is
+    never chosen). Returns None when ``R`` is numerically singular. For a real system the
+    complex vectors are replaced by their real and imaginary parts (a conjugate pair spans
+    the same real plane) and orthonormalised.
     """
-    pairs, vectors = sla.eig(G.conj().T @ G, (WtW @ G).conj().T, homogeneous_eigvals=True)
-    alpha, beta = np.abs(pairs[0]), np.abs(pairs[1])
-    finite = beta > np.finfo(float).eps * alpha
-    magnitude = np.full(alpha.shape, np.inf)
-    np.divide(alpha, beta, out=magnitude, where=finite)
-    order = [i for i in np.argsort(magnitude, kind="stable") if finite[i]][:count]
-    chosen = vectors[:, order]
+    Q, R = np.linalg.qr(G)
+    diagonal = np.abs(np.diag(R))
+    if diagonal.min() <= np.finfo(float).eps * G.shape[0] * diagonal.max():
+        return None
+    K = sla.solve_triangular(R, (Q.conj().T @ T).conj().T, trans="C", lower=False).conj().T
+    inverse_theta, vectors = np.linalg.eig(K)
+    magnitude = np.abs(inverse_theta)
+    order = [i for i in np.argsort(-magnitude, kind="stable") if magnitude[i] > 0.0][:count]
+    chosen = sla.solve_triangular(R, vectors[:, order], lower=False)
     if real:  # columns Re p_1, Im p_1, Re p_2, ...: best first, an Im part of 0 is skipped
         chosen = np.stack([chosen.real, chosen.imag], axis=2).reshape(chosen.shape[0], -1)
     return _independent_columns(chosen, count)
 
 
-def _gcrodr_kernel(system: LinearSystem, M, M_given, m: int, k: int, space: RecycleSpace):
-    """One GCRO-DR cycle per call: the correction ``d`` with ``A d ~ r``; updates ``space``."""
-    op = _DeflationOperator(system, M)
-    key = operator_key(system.operator.A, M_given)
-    real = not np.issubdtype(op.dtype, np.complexfloating)
-    state = {"bound": False}
+class _Cycles:
+    """GCRO-DR cycles for one solve: the kernel of :func:`solve_by_corrections`.
 
-    def bind():
+    Holds ``U`` and ``C`` (``C = Op U``, ``C^H C = I``) locally from cycle to cycle, updated
+    by the paper's small-matrix step (a QR factorisation of the ``(m+1) x k`` matrix
+    ``G P``), and hands them to the caller's space once, in :meth:`finish`.
+    """
+
+    def __init__(self, system: LinearSystem, M, M_given, m: int, k: int, space: RecycleSpace):
+        self.system, self.M, self.m, self.k, self.space = system, M, m, k, space
+        self.op = _DeflationOperator(system, M)
+        self.key = operator_key(system.operator.A, M_given)
+        self.real = not np.issubdtype(self.op.dtype, np.complexfloating)
+        self.W = None
+        self.U = self.C = None
+        self.changed = False
+
+    def bind(self) -> None:
+        """Make the caller's space valid for ``Op`` (products only when ``A`` or ``M`` changed)."""
+        space = self.space
         try:
-            space.bind(op, key)
+            space.bind(self.op, self.key)
         except _NonFinite:
             space.clear()  # Op U is not finite: start this system without the space
-        if space.size > k:
-            space.store(space.U[:, :k], space.C[:, :k], key, METHOD)
-        state["bound"] = True
+        if space.size:
+            self.U = space.U[:, : self.k].astype(self.op.dtype)
+            self.C = space.C[:, : self.k].astype(self.op.dtype)
+        self.W = np.empty((self.system.n, self.m + 1), dtype=self.op.dtype, order="F")
 
-    def kernel(r, max_iterations, report):
-        if not state["bound"]:
-            bind()
-        kc = space.size
-        U = None if kc == 0 else space.U.astype(op.dtype, copy=False)
-        C = None if kc == 0 else space.C.astype(op.dtype, copy=False)
-        steps = min(m - kc, max_iterations)
-        Z = np.zeros((system.n, kc + steps + 1), dtype=op.dtype, order="F")
+    def __call__(self, r, max_iterations, report):
+        if self.W is None:
+            self.bind()
+        U, C, W, M = self.U, self.C, self.W, self.M
+        kc = 0 if U is None else U.shape[1]
+        steps = min(self.m - kc, max_iterations)
         if kc:
             projection = _hdot(C, r)
             r = r - C @ projection
-            Z[:, :kc] = C
+            W[:, :kc] = C
         beta = np.linalg.norm(r)
         if beta == 0.0 and kc:  # r lies in span(C): the projection alone solved it
             d = U @ projection
             d = d if M is None else M.matvec(d)
             report(d)
             return Step(d, 0)
-        Z[:, kc] = r / beta
-        done, H, B, estimates, failed = _arnoldi(op, Z, kc, steps, beta, system.target)
+        W[:, kc] = r / beta
+        done, H, B, estimates, failed = _arnoldi(self.op, W, kc, steps, beta, self.system.target)
         if done == 0:
             return Step(None, 0, failure="the operator A M turned non-finite: check that M is a "
                                          "sound preconditioner for A")
-        rhs = np.zeros(done + 1, dtype=op.dtype)
+        rhs = np.zeros(done + 1, dtype=W.dtype)
         rhs[0] = beta
         y = np.linalg.lstsq(H, rhs, rcond=None)[0]
-        V = Z[:, kc:kc + done]
-        dz = V @ y if kc == 0 else V @ y + U @ (projection - B @ y)
+        dz = W[:, kc:kc + done] @ y
+        if kc:
+            dz += U @ (projection - B @ y)
         d = dz if M is None else M.matvec(dz)
-        if failed:
-            report(d)
-            return Step(d, done, estimates)
-        _update_space(space, key, Z, U, H, B, done, k, real)
+        if not failed:
+            self._update(H, B, done)
         report(d)
         return Step(d, done, estimates)
 
-    return kernel
+    def _update(self, H: np.ndarray, B: np.ndarray, done: int) -> None:
+        """Replace ``U, C`` by the harmonic Ritz directions of the cycle just run (paper, step 4)."""
+        U, W = self.U, self.W
+        kc = 0 if U is None else U.shape[1]
+        G = np.zeros((kc + done + 1, kc + done), dtype=W.dtype)
+        G[kc:, kc:] = H
+        T = np.zeros((kc + done + 1, kc + done), dtype=W.dtype)  # W_{m+1}^H V_hat
+        T[kc:kc + done, kc:] = np.eye(done)
+        if kc:
+            scale = 1.0 / np.linalg.norm(U, axis=0)  # D_k: the columns of U D_k have unit norm
+            G[:kc, :kc] = np.diag(scale)
+            G[:kc, kc:] = B
+            T[:, :kc] = (W[:, : kc + done + 1].conj().T @ U) * scale
+        P = _harmonic_ritz(G, T, min(self.k, kc + done), self.real)
+        if P is None or P.shape[1] == 0:
+            self.U = self.C = None  # a degenerate cycle: continue as plain GMRES(m)
+            self.changed = True
+            return
+        P = P.astype(W.dtype, copy=False)
+        # C = W_{m+1} G P = W_{m+1} Q R, so C <- W_{m+1} Q and U <- V_hat P R^{-1} (paper, step 4)
+        Q, R, pivots = sla.qr(G @ P, mode="economic", pivoting=True)
+        diagonal = np.abs(np.diag(R))
+        keep = int(np.count_nonzero(diagonal > RITZ_DEPENDENCE * diagonal[0])) if diagonal[0] > 0 else 0
+        if keep == 0:
+            self.U = self.C = None
+            self.changed = True
+            return
+        P = sla.solve_triangular(R[:keep, :keep], P[:, pivots[:keep]].T, trans="T", lower=False).T
+        Y = W[:, kc:kc + done] @ P[kc:]
+        if kc:
+            Y += U @ (scale[:, None] * P[:kc])
+        self.U = Y
+        self.C = W[:, : kc + done + 1] @ Q[:, :keep]
+        self.changed = True
 
-
-def _update_space(space: RecycleSpace, key: str, Z: np.ndarray, U, H: np.ndarray, B: np.ndarray,
-                  done: int, k: int, real: bool) -> None:
-    """Replace ``U, C`` by the harmonic Ritz directions of the cycle just run (paper, step 4)."""
-    kc = 0 if U is None else U.shape[1]
-    G = np.zeros((kc + done + 1, kc + done), dtype=Z.dtype)
-    G[kc:, kc:] = H
-    WtW = np.zeros((kc + done, kc + done + 1), dtype=Z.dtype)
-    WtW[kc:, kc:kc + done] = np.eye(done)
-    if kc:
-        scale = 1.0 / np.linalg.norm(U, axis=0)  # D_k: the columns of U D_k have unit norm
-        G[:kc, :kc] = np.diag(scale)
-        G[:kc, kc:] = B
-        WtW[:kc] = scale[:, None] * (U.conj().T @ Z[:, : kc + done + 1])
-    try:
-        P = _harmonic_ritz(G, WtW, min(k, kc + done), real)
-    except np.linalg.LinAlgError:
-        space.clear()  # QZ did not converge: continue as plain GMRES
-        return
-    if P.shape[1] == 0:
-        space.clear()
-        return
-    P = P.astype(Z.dtype, copy=False)
-    Y = Z[:, kc:kc + done] @ P[kc:]
-    if kc:
-        Y += U @ (scale[:, None] * P[:kc])
-    CY = Z[:, : kc + done + 1] @ (G @ P)
-    if np.isfinite(Y).all() and np.isfinite(CY).all():
-        space.store(Y, CY, key, METHOD)
-    else:
-        space.clear()
+    def finish(self) -> None:
+        """Hand ``U, C`` to the caller's space (the only full-length QR of a solve)."""
+        if not self.changed:
+            return
+        if self.U is None:
+            self.space.clear()
+        elif np.isfinite(self.U).all() and np.isfinite(self.C).all():
+            self.space.store(self.U, self.C, self.key, METHOD)
+        else:
+            self.space.clear()
 
 
 def gcrodr_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, m=40, k=None, maxiter=None, M=None,
@@ -306,8 +336,10 @@ def gcrodr_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, m=40, k=None, maxiter=N
     starting guess is projected (``x += M U C^H r``, ``r -= C C^H r``); each cycle then runs
     ``m - k`` Arnoldi steps on ``(I - C C^H) Op``, minimises the residual over the
     augmented space and replaces ``U, C`` by the ``k`` harmonic Ritz vectors of smallest
-    magnitude (an empty space: the first cycle is GMRES(m) and seeds it). The space is
-    updated in place after every cycle, so the next system starts from the last one.
+    magnitude (an empty space: the first cycle is GMRES(m) and seeds it). Between cycles
+    ``U, C`` are updated by the paper's small-matrix step (QR of ``G P``); the caller's
+    space is updated in place once, at the end of the solve, so the next system starts
+    from the last cycle's directions.
 
     Parameters
     ----------
@@ -355,10 +387,11 @@ def gcrodr_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, m=40, k=None, maxiter=N
     ``b - A x`` after every cycle and re-projected against ``C``, and the stop is
     decided on it (the paper updates it recursively); (3) Arnoldi uses classical
     Gram-Schmidt with one reorthogonalisation (block products) instead of modified
-    Gram-Schmidt; (4) the eigenproblems are solved in generalised form by QZ, which
-    needs no inverse of ``H_m``; (5) directions that become numerically dependent are
-    dropped and the space refills in later cycles; a failed eigen-solve empties it and
-    the next cycle is plain GMRES(m).
+    Gram-Schmidt; (4) the eigenproblem ``G^H G p = theta G^H W^H V_hat p`` is solved as the
+    standard eigenproblem of ``Q^H W^H V_hat R^{-1}`` (``G = Q R``) for the largest
+    ``|1 / theta|``, which needs no inverse of ``H_m`` and no QZ; (5) directions that
+    become numerically dependent are dropped and the space refills in later cycles; a
+    degenerate cycle (``R`` singular) empties it and the next cycle is plain GMRES(m).
 
     Examples
     --------
@@ -387,14 +420,16 @@ def gcrodr_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, m=40, k=None, maxiter=N
     space = RecycleSpace(k) if recycle is None else recycle
     space.check_compatible(system.n, system.dtype, METHOD)
     preconditioner = as_preconditioner(M, system.n)
-    kernel = _gcrodr_kernel(system, preconditioner, M, int(m), k, space)
-    return solve_by_corrections(
-        METHOD, system, kernel,
+    cycles = _Cycles(system, preconditioner, M, int(m), k, space)
+    result = solve_by_corrections(
+        METHOD, system, cycles,
         budget=10 * system.n if maxiter is None else int(maxiter),
         started=started, callback=callback, on_budget=ON_BUDGET,
         on_stagnation="GCRO-DR stagnated: clear the recycle space, raise m, use a "
                       "preconditioner or loosen rtol",
     )
+    cycles.finish()
+    return result
 
 
 gcrodr = scipy_convention(gcrodr_result)

@@ -230,3 +230,47 @@ def test_non_finite_preconditioner_is_reported_and_callback_sees_every_cycle():
     assert result.converged and len(seen) == cycles and np.array_equal(seen[-1], result.x)
     zero = gcrodr_result(A, np.zeros(144), x0=np.ones(144))
     assert zero.converged and zero.iterations == 0 and not zero.x.any()
+
+
+def test_right_preconditioned_cycles_match_a_dense_reference_on_a_complex_system():
+    """Parks et al.'s cycle with x = M y, checked against dense linear algebra: the first
+    cycle is GMRES(m) on A M; the second minimises ||r|| over x + M span([U, K_{m-k}]),
+    K the Krylov space of (I - C C^H) A M on the projected residual; each time the new U
+    spans the k harmonic Ritz vectors of A M on that space of smallest magnitude and
+    C = A M U. A slip in the preconditioned variable (U in x instead of y, C = A U, a
+    missing M in the update, the Ritz problem on the wrong basis) breaks these equalities."""
+    rng = np.random.default_rng(8)
+    n, m, k = 60, 12, 4
+    noise = lambda: (rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))) / np.sqrt(n)  # noqa: E731
+    A = np.diag(np.linspace(-2.0, 5.0, n)) + 0.3 * noise()
+    M = np.linalg.inv(A + 0.5 * noise())
+    b = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    AM = A @ M
+
+    def krylov(operator, start, size):
+        return np.linalg.qr(np.column_stack([np.linalg.matrix_power(operator, j) @ start
+                                             for j in range(size)]))[0]
+
+    def harmonic_ritz(S):  # (A M s - theta s) orthogonal to A M S, smallest |theta|
+        F = AM @ S
+        theta, P = np.linalg.eig(np.linalg.solve(F.conj().T @ S, F.conj().T @ F))
+        return S @ P[:, np.argsort(np.abs(theta))[:k]]
+
+    def same_span(X, Y):
+        Q = np.linalg.qr(X)[0]
+        return np.linalg.norm(Y - Q @ (Q.conj().T @ Y)) <= 1e-8 * np.linalg.norm(Y)
+
+    space = RecycleSpace(k=k)
+    first = gcrodr_result(A, b, rtol=1e-14, m=m, M=M, recycle=space, maxiter=m)
+    assert not first.converged and first.iterations == m
+    S = krylov(AM, b, m)
+    expected = M @ S @ np.linalg.lstsq(AM @ S, b, rcond=None)[0]
+    assert np.linalg.norm(first.x - expected) <= 1e-9 * np.linalg.norm(expected)
+    assert same_span(space.U, harmonic_ritz(S)) and np.allclose(AM @ space.U, space.C, atol=1e-12)
+    U, C = space.U.copy(), space.C.copy()
+    second = gcrodr_result(A, b, first.x, rtol=1e-14, m=m, M=M, recycle=space, maxiter=m - k)
+    r = b - A @ first.x
+    S = np.column_stack([U, krylov(AM - C @ (C.conj().T @ AM), r - C @ (C.conj().T @ r), m - k)])
+    expected = first.x + M @ S @ np.linalg.lstsq(AM @ S, r, rcond=None)[0]
+    assert np.linalg.norm(second.x - expected) <= 1e-9 * np.linalg.norm(expected)
+    assert same_span(space.U, harmonic_ritz(S)) and np.allclose(AM @ space.U, space.C, atol=1e-12)
