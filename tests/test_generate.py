@@ -186,7 +186,7 @@ def test_auto_rules(dim, resolution, spd, method, ordering):
 def test_skr_and_named_methods():
     darcy = get_problem("darcy")(resolution=16)
     assert resolve_solver(fake_problem(3, 16, False), "skr")["solver"] == {
-        "method": "gcrodr", "preconditioner": "ilu", "m": 40, "k": 20}
+        "method": "gcrodr", "preconditioner": "ilu", "m": 60, "k": 20}
     assert resolve_solver(fake_problem(3, 16, True), "skr")["solver"]["method"] == "rcg"
     assert resolve_solver(darcy, "cg")["solver"] == {"method": "cg", "preconditioner": "amg"}
     assert resolve_solver(darcy, "gmres", preconditioner="ilu")["solver"] == {"method": "gmres", "preconditioner": "ilu"}
