@@ -1,6 +1,7 @@
 """PDE problems that generate training data: the problem interface, Darcy flow, Helmholtz,
-Poisson, advection-diffusion, the DeepONet paper's 1-D operators (antiderivative,
-nonlinear ODE), and the random fields and finite-volume matrices they are built from.
+Poisson, advection-diffusion, pressure Poisson around obstacles, the DeepONet paper's 1-D
+operators (antiderivative, nonlinear ODE), the sequences of systems for learned relaxation,
+and the random fields and finite-volume matrices they are built from.
 
 Importing this package registers every problem in :data:`PROBLEMS`.
 
@@ -8,7 +9,8 @@ Examples
 --------
 >>> from sciml.datasets import PROBLEMS, get_problem
 >>> PROBLEMS.names()
-['advection-diffusion', 'antiderivative', 'darcy', 'helmholtz', 'nonlinear-ode', 'poisson']
+['advection-diffusion', 'antiderivative', 'darcy', 'helmholtz', 'nonlinear-ode', 'obstacle-poisson',
+ 'poisson']
 >>> get_problem("darcy")(resolution=8).grid_shape
 (8, 8)
 """
@@ -20,6 +22,7 @@ from .darcy import Darcy
 from .helmholtz import Helmholtz
 from .poisson import Poisson
 from .advection_diffusion import AdvectionDiffusion
+from .obstacle_poisson import ObstaclePoisson
 from .operator_odes import Antiderivative, NonlinearODE
 from .relaxation_sequences import HeatEquationSequence, ShiftedLaplacianSequence
 
@@ -32,6 +35,7 @@ __all__ = [
     "Helmholtz",
     "Poisson",
     "AdvectionDiffusion",
+    "ObstaclePoisson",
     "Antiderivative",
     "NonlinearODE",
     "ShiftedLaplacianSequence",

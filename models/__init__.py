@@ -7,15 +7,16 @@ Examples
 --------
 >>> from sciml.models import build_model, list_models
 >>> list_models()
-['deeponet', 'fno', 'lsm', 'mgno']
+['dcdm-net', 'deeponet', 'fno', 'lsm', 'mgno']
 >>> build_model("fno", in_channels=1, out_channels=1, n_modes=4, width=8).name
 'fno'
 """
 
 from sciml.models.base import MODELS, GridModel, build_model, list_models
+from sciml.models.dcdm_net import DCDMNet
 from sciml.models.deeponet import DeepONet
 from sciml.models.fno import FNO
 from sciml.models.lsm import LSM
 from sciml.models.mgno import MgNO
 
-__all__ = ["GridModel", "MODELS", "build_model", "list_models", "DeepONet", "FNO", "LSM", "MgNO"]
+__all__ = ["GridModel", "MODELS", "build_model", "list_models", "DCDMNet", "DeepONet", "FNO", "LSM", "MgNO"]

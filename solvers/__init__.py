@@ -12,6 +12,9 @@ atol)``, checked on the iterate it returns (:mod:`sciml.solvers.stopping`).
 - ``recycled_cg``/``recycled_cg_result``: deflated CG carrying a recycle space (SPD);
 - ``sor``, ``ssor_cg`` (and ``_result``), :class:`SSORPreconditioner`: relaxation, and
   :class:`LearnedRelaxation`, which learns SOR's omega online across a sequence of solves;
+- ``dcdm``/``dcdm_result`` (deep conjugate directions), :class:`DCDMPreconditioner` and the
+  drop-in contract :class:`LearnedPreconditioner` (``.aspreconditioner()`` as ``M=`` of
+  scipy's and pyamg's flexible Krylov methods);
 - :class:`LinearSolver`: a method, a preconditioner spec and tolerances, as a
   generator holds it, with JSON settings (and, for a recycling method, its space);
 - ``METHODS``, ``PRECONDITIONERS``: the registries; :func:`make_preconditioner`
@@ -32,10 +35,12 @@ Examples
 True
 """
 
+from sciml.solvers.deep_conjugate_direction import DCDMPreconditioner, dcdm, dcdm_result
 from sciml.solvers.direct import direct, direct_result
 from sciml.solvers.deflated_cg import recycled_cg, recycled_cg_result
 from sciml.solvers.gcro_dr import gcrodr, gcrodr_result
 from sciml.solvers.krylov import cg, cg_result, gmres, gmres_result
+from sciml.solvers.learned_preconditioner import LearnedPreconditioner
 from sciml.solvers.learned_relaxation import LearnedRelaxation
 from sciml.solvers.linear_solver import METHODS, LinearSolver
 from sciml.solvers.ordering import ORDERINGS, order_systems
@@ -62,6 +67,10 @@ __all__ = [
     "ssor_cg_result",
     "SSORPreconditioner",
     "LearnedRelaxation",
+    "dcdm",
+    "dcdm_result",
+    "DCDMPreconditioner",
+    "LearnedPreconditioner",
     "RecycleSpace",
     "operator_key",
     "LinearSolver",

@@ -10,6 +10,7 @@ from sciml.normalization import ChannelNormalizer, Normalizers
 
 # A small configuration per registered model (2-D, resolves a 16 x 16 grid, rejects 2 x 2).
 SMALL = {
+    "dcdm-net": {"width": 4, "fine_blocks": 1, "coarse_blocks": 1},
     "deeponet": {"branch": "cnn", "width": 8, "depth": 2, "n_basis": 8},
     "fno": {"n_modes": 4, "width": 8, "n_layers": 2},
     "mgno": {"width": 8, "n_layers": 2},
@@ -17,25 +18,30 @@ SMALL = {
             "projection_channels": 16},
 }
 
+OUT_CHANNELS = {"dcdm-net": 1}
+"""Models with a fixed number of outputs (DCDM's network maps a residual to one direction)."""
+
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_model_conformance(name, tmp_path):
     assert name in SMALL, f"add a small test configuration for model {name!r} to SMALL"
     torch.manual_seed(0)
-    model = build_model(name, in_channels=2, out_channels=3, dim=2, **SMALL[name])
-    assert model.name == name and model.config["in_channels"] == 2 and model.config["out_channels"] == 3
+    c_out = OUT_CHANNELS.get(name, 3)
+    model = build_model(name, in_channels=2, out_channels=c_out, dim=2, **SMALL[name])
+    assert model.name == name and model.config["in_channels"] == 2 and model.config["out_channels"] == c_out
 
     x = torch.randn(4, 2, 16, 16)
     out = model(x)
-    assert out.shape == (4, 3, 16, 16) and out.dtype == torch.float32
+    assert out.shape == (4, c_out, 16, 16) and out.dtype == torch.float32
     out.square().mean().backward()
     no_grad = [n for n, p in model.named_parameters() if p.grad is None]
     assert not no_grad, f"parameters without gradient: {no_grad}"
     assert all(bool(torch.isfinite(p.grad).all()) for p in model.parameters())
 
     # the checkpoint rebuilds the same function from config + state
-    norms = Normalizers(ChannelNormalizer([0.0, 0.0], [1.0, 1.0]), ChannelNormalizer([0.0] * 3, [1.0] * 3))
-    path = save_checkpoint(tmp_path / "m.pt", model_payload(model, norms, ["a", "b"], ["u", "v", "w"], (16, 16), (1 / 16, 1 / 16)))
+    norms = Normalizers(ChannelNormalizer([0.0, 0.0], [1.0, 1.0]), ChannelNormalizer([0.0] * c_out, [1.0] * c_out))
+    outputs = ["u", "v", "w"][:c_out]
+    path = save_checkpoint(tmp_path / "m.pt", model_payload(model, norms, ["a", "b"], outputs, (16, 16), (1 / 16, 1 / 16)))
     loaded, _, meta = load_model(path)
     assert meta["model_config"] == model.config
     model.eval()
@@ -43,7 +49,7 @@ def test_model_conformance(name, tmp_path):
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
         if model.supports_resolution_change:
-            assert loaded(torch.randn(2, 2, 24, 20)).shape == (2, 3, 24, 20)
+            assert loaded(torch.randn(2, 2, 24, 20)).shape == (2, c_out, 24, 20)
 
     with pytest.raises(SciMLError, match="too small"):
         model.check_input((2, 2))
@@ -66,5 +72,5 @@ def test_fno_options():
         build_model("fno", in_channels=1, out_channels=1, modes=4)
     with pytest.raises(SciMLError, match="positional_embedding"):
         build_model("fno", in_channels=1, out_channels=1, positional_embedding="sine")
-    with pytest.raises(UnknownNameError, match="choose one of: deeponet, fno"):
+    with pytest.raises(UnknownNameError, match="choose one of: dcdm-net, deeponet, fno"):
         build_model("unet", in_channels=1, out_channels=1)
