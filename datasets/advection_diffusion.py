@@ -13,7 +13,6 @@ Examples
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 import numpy as np

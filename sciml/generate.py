@@ -270,7 +270,7 @@ def cut_chains(sequence: list, chains: int) -> list[list]:
     """Cut ``sequence`` into at most ``chains`` contiguous, nearly equal, non-empty pieces.
 
     >>> cut_chains([5, 1, 4, 2, 3], 2)
-    [[5, 1, 4], [2, 3]]
+    [[5, 1], [4, 2, 3]]
     """
     edges = np.linspace(0, len(sequence), max(1, min(chains, len(sequence))) + 1).round().astype(int)
     return [list(sequence[a:b]) for a, b in zip(edges[:-1], edges[1:]) if b > a]

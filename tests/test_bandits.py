@@ -1,14 +1,11 @@
 """Bandit learners (sciml.solvers.bandits) and the tuner in front of a sequence (learned_relaxation)."""
 
-import doctest
 import json
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-import sciml.solvers.bandits as bandits_module
-import sciml.solvers.learned_relaxation as tuner_module
 from sciml.datasets.relaxation_sequences import ShiftedLaplacianSequence
 from sciml.errors import SciMLError
 from sciml.solvers.bandits import BinnedTsallisINF, ChebCB, TsallisINF, tsallis_probabilities
@@ -200,9 +197,3 @@ def test_tuner_refuses_a_file_it_did_not_write(tmp_path):
     with pytest.raises(SciMLError, match="symmetric"):
         tuner.solve(sp.csr_array(np.array([[2.0, 1.0], [0.0, 2.0]])), np.ones(2))
     assert tuner.learner._pending is None and tuner.history == []
-
-
-@pytest.mark.parametrize("module", [bandits_module, tuner_module])
-def test_doctests(module):
-    failures, attempted = doctest.testmod(module)
-    assert failures == 0 and attempted > 5

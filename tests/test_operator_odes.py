@@ -1,6 +1,5 @@
 """DeepONet's ODE operators: the RBF forcing, the trapezoidal antiderivative and Newton for ds/dx = -s^2 + u."""
 
-import doctest
 
 import numpy as np
 import pytest
@@ -245,8 +244,3 @@ def test_failed_newton_is_reported_never_returned_as_data(problem, u, solver, re
     assert not result.converged and result.message.startswith("newton") and reason in result.message
     assert np.all(np.isfinite(result.x)) and np.isfinite(result.relative_residual)
     assert result.record()["converged"] is False
-
-
-def test_module_examples_run():
-    failures, attempted = doctest.testmod(sciml.datasets.operator_odes)
-    assert attempted > 0 and failures == 0

@@ -1,14 +1,11 @@
 """Sequences of linear systems (sciml.datasets.relaxation_sequences): Laplacian, shifts, heat equation."""
 
-import doctest
 import math
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
-import sciml.datasets.relaxation_sequences as sequences_module
 from sciml.datasets.relaxation_sequences import (
     HeatEquationSequence,
     ShiftedLaplacianSequence,
@@ -147,8 +144,3 @@ def test_bad_input_is_one_line(call, match):
     with pytest.raises(SciMLError, match=match) as error:
         call()
     assert "\n" not in str(error.value)
-
-
-def test_doctests():
-    failures, attempted = doctest.testmod(sequences_module)
-    assert failures == 0 and attempted > 5

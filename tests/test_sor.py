@@ -1,6 +1,5 @@
 """SOR and SSOR-preconditioned CG (sciml.solvers.sor): against dense formulas, Young's theory, bad input."""
 
-import doctest
 
 import numpy as np
 import pyamg
@@ -8,7 +7,6 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 
-import sciml.solvers.sor as sor_module
 from sciml.datasets.relaxation_sequences import ShiftedLaplacianSequence, dirichlet_laplacian
 from sciml.errors import SciMLError
 from sciml.solvers.sor import (
@@ -161,11 +159,3 @@ def test_relaxation_matrix_is_reused_and_checked_once():
     b = np.ones(25)
     assert np.array_equal(sor_result(prepared, b, rtol=1e-10, omega=1.5).x,
                           sor_result(A, b, rtol=1e-10, omega=1.5).x)
-
-
-def test_doctests():
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in finder.find(sor_module):
-        runner.run(test)
-    assert runner.failures == 0 and runner.tries > 5
