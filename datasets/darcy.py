@@ -149,35 +149,11 @@ class Darcy(PDEProblem, name="darcy"):
             a = np.exp(psi)
         return {"a": a, "f": np.full(self.grid_shape, self.source)}
 
-    def _field(self, inputs: dict[str, np.ndarray], name: str) -> np.ndarray:
-        """Input field ``name`` as float64 on the grid, or a one-line error."""
-        if name not in inputs:
-            raise SciMLError(f"darcy inputs lack field {name!r}; pass a dict with keys {list(self.input_names)}")
-        field = np.asarray(inputs[name], dtype=np.float64)
-        if field.shape != self.grid_shape:
-            raise SciMLError(
-                f"darcy input {name!r} has shape {field.shape}, expected the grid shape {self.grid_shape}"
-            )
-        bad = ~np.isfinite(field) if name == "f" else ~(np.isfinite(field) & (field > 0))
-        if bad.any():
-            first = field.ravel()[np.flatnonzero(bad)[0]]
-            need = "finite" if name == "f" else "finite and > 0"
-            raise SciMLError(
-                f"darcy input {name!r} must be {need} everywhere; {int(bad.sum())} cell(s) are not "
-                f"(first: {first!r}); fix the field"
-            )
-        return field
-
     def assemble(self, inputs: dict[str, np.ndarray]) -> tuple[sp.csr_matrix, np.ndarray]:
         """The finite-volume system ``A u = f`` (``b`` is ``f`` at the cell centres, C order)."""
-        a, f = self._field(inputs, "a"), self._field(inputs, "f")
+        a, f = self.checked_field(inputs, "a", positive=True), self.checked_field(inputs, "f")
         return diffusion_matrix(a, 1.0 / self.resolution), f.ravel().copy()
 
     def fields_from_solution(self, x: np.ndarray, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The pressure ``u`` on the grid."""
-        x = np.asarray(x)
-        if x.size != math.prod(self.grid_shape):
-            raise SciMLError(
-                f"darcy solution has {x.size} values, expected {math.prod(self.grid_shape)} for grid {self.grid_shape}"
-            )
-        return {"u": x.reshape(self.grid_shape)}
+        return {"u": self.check_solution_size(x).reshape(self.grid_shape)}
