@@ -56,7 +56,7 @@ QUICK_MODEL_SETTINGS = {
     "deeponet": {"model": {"branch": "cnn", "width": 32, "n_basis": 32}, "lr": 1e-3},
 }
 FULL = {"resolutions": [32, 64], "n_train": 1000, "n_test": 200, "epochs": 30, "batch_size": 20, "seeds": [0, 1, 2],
-        "antiderivative": {"n_train": 1000, "n_test": 200, "epochs": 200}}
+        "antiderivative": {"n_train": 1000, "n_test": 200, "epochs": 500}}
 QUICK = {"resolutions": [16], "n_train": 96, "n_test": 16, "epochs": 3, "batch_size": 16, "seeds": [0],
          "antiderivative": {"n_train": 200, "n_test": 20, "epochs": 20}}
 ANTIDERIVATIVE_MODEL = {"name": "deeponet", "branch": "mlp", "n_sensors": 100, "width": 40, "n_basis": 40, "dim": 1}
