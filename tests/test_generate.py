@@ -175,12 +175,17 @@ def fake_problem(dim, resolution, spd):
     (2, 64, True, "direct", "none"),
     (2, 1024, True, "cg", "none"),
     (3, 32, True, "cg", "none"),
-    (3, 32, False, "gcrodr", "curve"),
+    (3, 32, False, "gmres", "none"),
 ])
 def test_auto_rules(dim, resolution, spd, method, ordering):
     choice = choose_solver(fake_problem(dim, resolution, spd))
     assert (choice["solver"]["method"], choice["ordering"]) == (method, ordering)
     assert choice["rule"].startswith("auto: ")
+
+
+def test_auto_adds_amg_to_cg_on_large_spd_problems():
+    assert choose_solver(fake_problem(3, 32, True))["solver"]["preconditioner"] == "none"
+    assert choose_solver(fake_problem(3, 64, True))["solver"] == {"method": "cg", "preconditioner": "amg"}
 
 
 def test_skr_and_named_methods():
