@@ -15,7 +15,8 @@ import pytest
 from sciml.cli import main
 from sciml.datasets import get_problem
 from sciml.errors import SciMLError
-from sciml.generate import connect_scheduler, generate_dataset
+from sciml.generate import generate_dataset
+from sciml.generation_backends import connect_scheduler
 from sciml.solvers import METHODS, LinearSolver
 
 N = 10
