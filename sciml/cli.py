@@ -173,7 +173,7 @@ def cmd_bench(args, overrides) -> int:
     if not args.suite:
         print("benchmark suites (run one with `sciml bench NAME [--quick]`):")
         for name, suite in SUITES.items():
-            print(f"  {name:12s} {suite.description}")
+            print(f"  {name:16s} {suite.description}")
         return 0
     module = SUITES.get(args.suite).load()
     rows = module.run(quick=args.quick, out_dir=args.out)
