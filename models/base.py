@@ -37,6 +37,21 @@ def positive_int(key: str, value) -> int:
     return value
 
 
+def spatial_dim(value, model: str, allowed=(1, 2, 3)) -> int:
+    """``value`` if it is one of the ``allowed`` numbers of spatial dimensions, else a one-line error.
+
+    Examples
+    --------
+    >>> spatial_dim(3, "the FNO")
+    3
+    """
+    dim = positive_int("dim", value)
+    if dim not in allowed:
+        grids = ", ".join(f"{d}-" for d in allowed[:-1]) + f" or {allowed[-1]}-D"
+        raise SciMLError(f"model.dim = {dim} is not supported: {model} works on {grids} grids")
+    return dim
+
+
 def choice(key: str, value, allowed):
     """``value`` if it is one of ``allowed``, else a one-line error listing them."""
     if value not in allowed:

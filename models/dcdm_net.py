@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel, positive_int
+from sciml.models.base import GridModel, positive_int, spatial_dim
 
 __all__ = ["DCDMNet"]
 
@@ -98,8 +98,7 @@ class DCDMNet(GridModel, name="dcdm-net"):
             raise SciMLError(f"model.in_channels must be 1 (residual) or 2 (residual and fluid mask), got {in_channels!r}")
         if out_channels != 1:
             raise SciMLError(f"model.out_channels must be 1 (the search direction), got {out_channels!r}")
-        if dim not in (2, 3):
-            raise SciMLError(f"model.dim = {dim!r} is not supported: dcdm-net works on 2-D or 3-D grids")
+        dim = spatial_dim(dim, "dcdm-net", allowed=(2, 3))
         super().__init__(dict(in_channels=in_channels, out_channels=out_channels, dim=dim,
                               width=positive_int("width", width), fine_blocks=positive_int("fine_blocks", fine_blocks),
                               coarse_blocks=positive_int("coarse_blocks", coarse_blocks),

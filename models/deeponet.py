@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel, choice, positive_int
+from sciml.models.base import GridModel, choice, positive_int, spatial_dim
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 _BRANCHES = ("mlp", "cnn")
@@ -181,8 +181,7 @@ class DeepONet(GridModel, name="deeponet"):
         activation: str = "relu",
         pod: bool = False,
     ):
-        if positive_int("dim", dim) > 3:
-            raise SciMLError(f"model.dim = {dim} is not supported: DeepONet works on 1-, 2- or 3-D grids")
+        spatial_dim(dim, "DeepONet")
         choice("branch", branch, _BRANCHES)
         choice("activation", activation, _ACTIVATIONS)
         if not isinstance(pod, bool):

@@ -16,7 +16,7 @@ from typing import Sequence
 import torch
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel, choice, positive_int
+from sciml.models.base import GridModel, choice, positive_int, spatial_dim
 
 _SKIPS = ("linear", "identity", "soft-gating", None)
 _NORMS = (None, "group_norm", "instance_norm")
@@ -103,8 +103,7 @@ class FNO(GridModel, name="fno"):
         else:
             dim = 2 if dim is None else positive_int("dim", dim)
             modes = [positive_int("n_modes", n_modes)] * dim
-        if dim > 3:
-            raise SciMLError(f"model.dim = {dim} is not supported: the FNO works on 1-, 2- or 3-D grids")
+        dim = spatial_dim(dim, "the FNO")
         if isinstance(domain_padding, (list, tuple)):
             domain_padding = [float(p) for p in domain_padding]
         elif domain_padding is not None:

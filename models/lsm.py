@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel, positive_int
+from sciml.models.base import GridModel, positive_int, spatial_dim
 
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -272,9 +272,7 @@ class LSM(GridModel, name="lsm"):
         n_heads: int = 8,
         projection_channels: int = 128,
     ):
-        dim = positive_int("dim", dim)
-        if dim > 3:
-            raise SciMLError(f"model.dim = {dim} is not supported: the LSM works on 1-, 2- or 3-D grids")
+        dim = spatial_dim(dim, "the LSM")
         if isinstance(patch_size, (list, tuple)):
             patches = [positive_int("patch_size", p) for p in patch_size]
             if len(patches) != dim:

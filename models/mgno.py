@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sciml.errors import SciMLError
-from sciml.models.base import GridModel, choice, positive_int
+from sciml.models.base import GridModel, choice, positive_int, spatial_dim
 
 MIN_COARSE = 4
 """Fewest points per axis on any level of the V-cycle (the coarsest grid included)."""
@@ -283,9 +283,7 @@ class MgNO(GridModel, name="mgno"):
         padding: str = "zero",
         activation: str = "gelu",
     ):
-        dim = positive_int("dim", dim)
-        if dim > 3:
-            raise SciMLError(f"model.dim = {dim} is not supported: MgNO works on 1-, 2- or 3-D grids")
+        dim = spatial_dim(dim, "MgNO")
         if levels is not None:
             levels = positive_int("levels", levels)
         super().__init__(
