@@ -17,22 +17,12 @@ import argparse
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, gcrotmk
+from scipy.sparse.linalg import gcrotmk
 
 from sciml.datasets.obstacle_poisson import ObstaclePoisson
 from sciml.dcdm_training import obstacle_training_systems, train_dcdm
 from sciml.solvers.deep_conjugate_direction import DCDMPreconditioner
-
-
-def counted(A):
-    """``A`` as a LinearOperator counting its products."""
-    calls = [0]
-
-    def matvec(v):
-        calls[0] += 1
-        return A @ v
-
-    return LinearOperator(A.shape, matvec=matvec, dtype=A.dtype), calls
+from sciml.solvers.stopping import CountingOperator
 
 
 def main(argv=None):
@@ -51,10 +41,10 @@ def main(argv=None):
     A, b = problem.assemble(problem.sample_inputs(np.random.default_rng(123)))
     rtol = 1e-6
     for label, M in (("none", None), ("DCDM network", DCDMPreconditioner(run.model, A).aspreconditioner())):
-        op, calls = counted(A)
+        op = CountingOperator(A, A.dtype)
         x, info = gcrotmk(op, b, M=M, rtol=rtol, atol=0.0, maxiter=50)  # at most about 1000 products
         relative = np.linalg.norm(b - A @ x) / np.linalg.norm(b)
-        print(f"gcrotmk, M = {label:12s}: {calls[0]:4d} products with A, info {info}, "
+        print(f"gcrotmk, M = {label:12s}: {op.count:4d} products with A, info {info}, "
               f"true relative residual {relative:.1e}")
 
 

@@ -48,7 +48,6 @@ import pyamg
 import pyamg.krylov
 import scipy.sparse.linalg as sla
 import torch
-from scipy.sparse.linalg import LinearOperator
 
 from sciml import tables
 from sciml.atomic import atomic_write_json
@@ -60,6 +59,7 @@ from sciml.solvers import cg_result, make_preconditioner
 from sciml.solvers.deep_conjugate_direction import DCDMPreconditioner, dcdm_result
 from sciml.solvers.deflated_cg import recycled_cg_result
 from sciml.solvers.recycle_space import RecycleSpace, operator_key
+from sciml.solvers.stopping import CountingOperator
 
 RTOL = 1e-6
 RITZ_K = 8
@@ -93,16 +93,6 @@ def trained_network(dim: int, train_size: int, training: dict, cache_dir: str | 
     if path is not None:
         save_dcdm(path, run)
     return run.model
-
-
-def _counted(A):
-    calls = [0]
-
-    def matvec(v):
-        calls[0] += 1
-        return A @ v
-
-    return LinearOperator(A.shape, matvec=matvec, dtype=A.dtype), calls
 
 
 def _judged(method, A, b, x, iterations, matvecs, seconds, setup, network=None, fallbacks=None) -> dict:
@@ -150,10 +140,10 @@ def compare(A, b, net: DCDMNet, max_matvecs: int = 5000) -> list[dict]:
     rows.append(_judged("fgmres + dcdm", A, b, x, len(residuals) - 1, None, time.perf_counter() - started, 0.0,
                         pre.network_seconds))
     pre = DCDMPreconditioner(net, A)
-    op, calls = _counted(A)
+    op = CountingOperator(A, A.dtype)
     started = time.perf_counter()
     x, _ = sla.gcrotmk(op, b, M=pre.aspreconditioner(), rtol=RTOL, atol=0.0, maxiter=maxiter // 20)
-    rows.append(_judged("gcrotmk + dcdm", A, b, x, calls[0], calls[0], time.perf_counter() - started, 0.0,
+    rows.append(_judged("gcrotmk + dcdm", A, b, x, op.count, op.count, time.perf_counter() - started, 0.0,
                         pre.network_seconds))
     return rows
 
