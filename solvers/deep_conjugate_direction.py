@@ -70,7 +70,7 @@ from sciml.errors import SciMLError
 from sciml.models.dcdm_net import DCDMNet
 from sciml.solvers.learned_preconditioner import LearnedPreconditioner
 from sciml.solvers.result import SolveResult, scipy_convention
-from sciml.solvers.stopping import as_matrix, prepare_system
+from sciml.solvers.stopping import as_matrix, prepare_system, relative_asymmetry
 
 __all__ = ["DCDMPreconditioner", "DCDMResult", "dcdm_result", "dcdm", "decoupled_cells", "grid_of"]
 
@@ -230,9 +230,7 @@ class DCDMResult(SolveResult):
 
 def _check_spd_pattern(A: sp.csr_array) -> None:
     """Refuse a nonsymmetric matrix or one with a non-positive diagonal (cheap necessary checks)."""
-    scale = float(abs(A).max()) if A.nnz else 0.0
-    asymmetry = abs(A - A.T)
-    if scale == 0.0 or (asymmetry.nnz and float(asymmetry.max()) > 1e-12 * scale):
+    if relative_asymmetry(A) > 1e-12:
         raise SciMLError("dcdm needs a symmetric positive definite A, but A is not symmetric; "
                          "use gmres_result or scipy's gcrotmk with the DCDM preconditioner")
     diagonal = A.diagonal()

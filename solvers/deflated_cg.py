@@ -71,7 +71,6 @@ import time
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator
 
 from sciml.errors import SciMLError
@@ -82,13 +81,14 @@ from sciml.solvers.stopping import (
     Step,
     as_preconditioner,
     prepare_system,
+    relative_asymmetry,
     solve_by_corrections,
 )
 
 METHOD = "rcg"
 
 SYMMETRY_TOLERANCE = 1e-10
-"""``A`` is refused when ``||A - A^H||_F > SYMMETRY_TOLERANCE ||A||_F``."""
+"""``A`` is refused when ``max|A - A^H| > SYMMETRY_TOLERANCE max|A|`` (:func:`~sciml.solvers.stopping.relative_asymmetry`)."""
 
 POSITIVITY_TOLERANCE = 1e-12
 """Deflation (and Ritz) directions whose ``A``-norm squared is below this times the largest are dropped."""
@@ -110,16 +110,11 @@ def check_hermitian(A) -> None:
     """
     if isinstance(A, LinearOperator):
         return
-    if sp.issparse(A):
-        size = sp.linalg.norm(A)
-        asymmetry = sp.linalg.norm(A - A.conj().T) if size > 0 else 0.0
-    else:
-        size = np.linalg.norm(A)
-        asymmetry = np.linalg.norm(A - A.conj().T) if size > 0 else 0.0
-    if asymmetry > SYMMETRY_TOLERANCE * size:
+    asymmetry = relative_asymmetry(A)
+    if asymmetry > SYMMETRY_TOLERANCE:
         raise SciMLError(
-            f"recycled CG needs a symmetric (Hermitian) A, but ||A - A^H||_F / ||A||_F = "
-            f"{asymmetry / size:.1e}; use method='gcrodr' (or 'gmres') for a nonsymmetric A"
+            f"recycled CG needs a symmetric (Hermitian) A, but max|A - A^H| / max|A| = "
+            f"{asymmetry:.1e}; use method='gcrodr' (or 'gmres') for a nonsymmetric A"
         )
 
 

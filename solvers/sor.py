@@ -43,7 +43,7 @@ from scipy.sparse.linalg import LinearOperator
 from sciml.errors import SciMLError
 from sciml.solvers.krylov import cg_result
 from sciml.solvers.result import SolveResult, scipy_convention
-from sciml.solvers.stopping import as_matrix, check_tolerances, check_vector
+from sciml.solvers.stopping import as_matrix, check_tolerances, check_vector, relative_asymmetry
 
 __all__ = [
     "RelaxationMatrix",
@@ -125,9 +125,7 @@ class RelaxationMatrix:
     def is_symmetric(self, rtol: float = 1e-12) -> bool:
         """Whether ``max |A - A^T| <= rtol max |A|`` (computed once)."""
         if self._symmetric is None:
-            scale = float(np.abs(self.data).max(initial=0.0))
-            asymmetry = (self.matrix - self.matrix.T).data
-            self._symmetric = bool(np.abs(asymmetry).max(initial=0.0) <= rtol * scale)
+            self._symmetric = relative_asymmetry(self.matrix) <= rtol
         return self._symmetric
 
     def require_symmetric(self, user: str) -> None:

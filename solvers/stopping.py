@@ -105,6 +105,28 @@ def as_matrix(A, user: str) -> sp.csr_array:
     return sp.csr_array(A)
 
 
+def relative_asymmetry(A) -> float:
+    """``max |A - A^H| / max |A|`` for a sparse or dense ``A`` (0 for a zero matrix).
+
+    The one symmetry measure of the methods that need a symmetric (Hermitian) ``A``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> relative_asymmetry(np.array([[2.0, 1.0], [1.0, 2.0]])), relative_asymmetry(np.array([[2.0, 1.0], [0.0, 2.0]]))
+    (0.0, 0.5)
+    """
+    if sp.issparse(A):
+        difference = abs(A - A.conj().T)
+        asymmetry = float(difference.max()) if difference.nnz else 0.0
+        scale = float(abs(A).max()) if A.nnz else 0.0
+    else:
+        A = np.asarray(A)
+        asymmetry = float(np.abs(A - A.conj().T).max(initial=0.0))
+        scale = float(np.abs(A).max(initial=0.0))
+    return asymmetry / scale if scale > 0 else 0.0
+
+
 def check_vector(v, n: int, name: str) -> np.ndarray:
     """``v`` as a finite 1-D array of length ``n`` (shape ``(n,)`` or ``(n, 1)`` accepted)."""
     v = np.asarray(v)
