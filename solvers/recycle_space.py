@@ -63,7 +63,7 @@ def operator_key(A, M=None) -> str:
     >>> operator_key(np.eye(2)) == operator_key(np.eye(2)), operator_key(np.eye(2)) == operator_key(2 * np.eye(2))
     (True, False)
     """
-    digest = hashlib.blake2b(digest_size=16)
+    digest = hashlib.sha256()  # SHA-NI makes it about twice as fast as blake2b here
     for item in (A, M):
         if item is None:
             digest.update(b"none")
