@@ -159,6 +159,7 @@ class AdvectionDiffusion(PDEProblem, name="advection-diffusion"):
     """
 
     version = "1"
+    parameter_names = ('eps', 'speed', 'alpha', 'tau', 'sigma', 'source', 'scheme')
     input_names = ("vx", "vy", "f")  # 2-D; an instance holds those of its dim
     output_names = ("u",)
     ordering_fields = ("vx", "vy")
@@ -200,17 +201,6 @@ class AdvectionDiffusion(PDEProblem, name="advection-diffusion"):
         """The largest cell Peclet number speed h / (2 eps)."""
         return self.speed / (2.0 * self.eps * self.resolution)
 
-    def parameters(self) -> dict[str, Any]:
-        return {
-            **super().parameters(),
-            "eps": self.eps,
-            "speed": self.speed,
-            "alpha": self.alpha,
-            "tau": self.tau,
-            "sigma": self.sigma,
-            "source": self.source,
-            "scheme": self.scheme,
-        }
 
     def sample_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw the potential's components (in increasing key order), take the curl, rescale."""

@@ -14,7 +14,6 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -95,6 +94,7 @@ class Darcy(PDEProblem, name="darcy"):
     """
 
     version = "1"
+    parameter_names = ('coefficient', 'alpha', 'tau', 'sigma', 'high', 'low', 'source')
     input_names = ("a", "f")
     output_names = ("u",)
     default_solver = {"method": "cg", "preconditioner": "amg"}  # SPD: see `sciml bench solvers`
@@ -128,17 +128,6 @@ class Darcy(PDEProblem, name="darcy"):
         self.low = _finite_number("low", low, positive=True)
         self.source = _finite_number("source", source, positive=False)
 
-    def parameters(self) -> dict[str, Any]:
-        return {
-            **super().parameters(),
-            "coefficient": self.coefficient,
-            "alpha": self.alpha,
-            "tau": self.tau,
-            "sigma": self.sigma,
-            "high": self.high,
-            "low": self.low,
-            "source": self.source,
-        }
 
     def sample_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw ``a`` from the coefficient family and set ``f`` to the constant source."""

@@ -102,6 +102,7 @@ class Helmholtz(PDEProblem, name="helmholtz"):
     """
 
     version = "1"
+    parameter_names = ('omega', 'boundary', 'speed', 'contrast', 'alpha', 'tau', 'sigma', 'source_width')
     input_names = ("c", "f")
     output_names = ("u_real", "u_imag")  # ("u",) for boundary="dirichlet"
     ordering_fields = ("c",)  # the source is the same in every sample
@@ -165,18 +166,6 @@ class Helmholtz(PDEProblem, name="helmholtz"):
         """
         return math.ceil(points_per_wavelength * self.omega / (2.0 * math.pi * self.slowest_speed) - 1e-9)
 
-    def parameters(self) -> dict[str, Any]:
-        return {
-            **super().parameters(),
-            "omega": self.omega,
-            "boundary": self.boundary,
-            "speed": self.speed,
-            "contrast": self.contrast,
-            "alpha": self.alpha,
-            "tau": self.tau,
-            "sigma": self.sigma,
-            "source_width": self.source_width,
-        }
 
     def sample_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw the wave speed ``c`` from a GRF; ``f`` is the fixed Gaussian source."""

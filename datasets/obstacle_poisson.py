@@ -33,7 +33,7 @@ Examples
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.ndimage
@@ -297,6 +297,7 @@ class ObstaclePoisson(PDEProblem, name="obstacle-poisson"):
     """
 
     version = "1"
+    parameter_names = ('n_boxes', 'n_spheres', 'obstacle_size', 'open_face', 'alpha', 'tau')
     input_names = ("mask", "f")
     output_names = ("p",)
     default_solver = {"method": "cg", "preconditioner": "amg"}  # SPD
@@ -320,10 +321,6 @@ class ObstaclePoisson(PDEProblem, name="obstacle-poisson"):
     def h(self) -> float:
         return 1.0 / self.resolution
 
-    def parameters(self) -> dict[str, Any]:
-        return {**super().parameters(), "n_boxes": self.n_boxes, "n_spheres": self.n_spheres,
-                "obstacle_size": list(self.obstacle_size), "open_face": self.open_face,
-                "alpha": self.alpha, "tau": self.tau}
 
     def _inputs(self, fluid: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
         f = gaussian_random_field(self.grid_shape, self.alpha, self.tau, rng)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -81,6 +80,7 @@ class _OperatorODE(PDEProblem):
 
     input_names = ("u",)
     output_names = ("s",)
+    parameter_names = ("length_scale", "sigma")
 
     def __init__(self, resolution: int, dim: int = 1, length_scale: float = 0.2, sigma: float = 1.0):
         if dim != 1:
@@ -100,27 +100,13 @@ class _OperatorODE(PDEProblem):
         """The grid x_i = i / (n - 1), i = 0..n-1: both ends included, as DeepONet's sensors."""
         return {"x": np.linspace(0.0, 1.0, self.resolution)}
 
-    def parameters(self) -> dict[str, Any]:
-        return {**super().parameters(), "length_scale": self.length_scale, "sigma": self.sigma}
-
     def sample_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw the forcing ``u`` from the RBF Gaussian process on the grid."""
         return {"u": rbf_random_field(self.coordinates()["x"], self.length_scale, rng, sigma=self.sigma)}
 
     def _forcing(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """The input ``u`` as a finite float64 grid vector, or a one-line error."""
-        if "u" not in inputs:
-            raise SciMLError(f"{self.name} inputs lack field 'u'; pass a dict with keys {list(self.input_names)}")
-        u = np.asarray(inputs["u"], dtype=np.float64)
-        if u.shape != self.grid_shape:
-            raise SciMLError(f"{self.name} input 'u' has shape {u.shape}, expected the grid shape {self.grid_shape}")
-        bad = ~np.isfinite(u)
-        if bad.any():
-            raise SciMLError(
-                f"{self.name} input 'u' must be finite everywhere; {int(bad.sum())} point(s) are not "
-                f"(first: {u[np.flatnonzero(bad)[0]]!r}); fix the field"
-            )
-        return u
+        return self.checked_field(inputs, "u")
 
     def fields_from_solution(self, x: np.ndarray, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The solution ``s`` on the grid."""
@@ -211,6 +197,7 @@ class NonlinearODE(_OperatorODE, name="nonlinear-ode"):
     """
 
     version = "1"
+    parameter_names = ("length_scale", "sigma", "max_newton_steps")
 
     def __init__(self, resolution: int, dim: int = 1, length_scale: float = 0.2, sigma: float = 1.0,
                  max_newton_steps: int = 30):
@@ -219,9 +206,6 @@ class NonlinearODE(_OperatorODE, name="nonlinear-ode"):
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise SciMLError(f"{self.name} setting max_newton_steps must be an integer >= 1, got {steps!r}")
         self.max_newton_steps = int(max_newton_steps)
-
-    def parameters(self) -> dict[str, Any]:
-        return {**super().parameters(), "max_newton_steps": self.max_newton_steps}
 
     def residual(self, s: np.ndarray, u: np.ndarray) -> np.ndarray:
         """F(s) = D s - h M (u - s^2), the trapezoidal equations (row 0: s_0)."""

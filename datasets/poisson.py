@@ -114,6 +114,7 @@ class Poisson(PDEProblem, name="poisson"):
     """
 
     version = "1"
+    parameter_names = ('alpha', 'tau', 'sigma', 'boundary_sigma')
     input_names = ("f", "g")
     output_names = ("u",)
     default_solver = {"method": "direct", "preconditioner": "none"}  # 2-D; 3-D: recommended_solver
@@ -140,14 +141,6 @@ class Poisson(PDEProblem, name="poisson"):
         )
         self._operator: sp.csr_matrix | None = None
 
-    def parameters(self) -> dict[str, Any]:
-        return {
-            **super().parameters(),
-            "alpha": self.alpha,
-            "tau": self.tau,
-            "sigma": self.sigma,
-            "boundary_sigma": self.boundary_sigma,
-        }
 
     def sample_inputs(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw the source ``f`` and the boundary-data field ``g`` (in that order) from GRFs."""

@@ -86,6 +86,8 @@ class PDEProblem(ABC):
     version: ClassVar[str] = "0"
     input_names: ClassVar[tuple[str, ...]] = ()
     output_names: ClassVar[tuple[str, ...]] = ()
+    parameter_names: ClassVar[tuple[str, ...]] = ()
+    """Attributes that, with the grid, describe an instance (:meth:`parameters`)."""
     default_solver: ClassVar[dict[str, Any]] = {"method": "direct", "preconditioner": "none"}
     """Solver settings ``sciml generate`` uses unless told otherwise: a sparse direct solve,
     safe for any nonsingular system; SPD problems override it with CG + AMG. Where the best
@@ -138,8 +140,13 @@ class PDEProblem(ABC):
         return {d: centres.copy() for d in self.dims}
 
     def parameters(self) -> dict[str, Any]:
-        """JSON-serialisable description of the problem, stored in every file."""
-        return {"resolution": self.resolution, "dim": self.dim}
+        """JSON-serialisable description of the problem, stored in every file.
+
+        The grid plus every attribute named in ``parameter_names`` (tuples as lists).
+        """
+        extra = {name: getattr(self, name) for name in self.parameter_names}
+        return {"resolution": self.resolution, "dim": self.dim,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in extra.items()}}
 
     def recommended_solver(self) -> dict[str, Any]:
         """Solver settings suited to this instance; the class's ``default_solver`` unless a
