@@ -1,0 +1,379 @@
+"""The sciml trajectory file: time-dependent data, on grids or as particles, in netCDF4-valid HDF5.
+
+Two layouts share one format name (``sciml_format = "sciml-trajectories"``) and say which
+they are in the ``layout`` attribute:
+
+``grid``
+    Fields on a fixed grid over time (Navier-Stokes vorticity, shallow-water height and
+    velocity). Dimensions ``sample``, ``time``, then the spatial ones (``x``, ``y``[,
+    ``z``]), each with a coordinate variable; one variable per field with dims
+    ``(sample, time, x, y[, z])``, chunked one trajectory per chunk.
+``particles``
+    Particle trajectories with a different number of particles per sample (material
+    point simulations). Stored as a CF *contiguous ragged array*: dimensions ``sample``,
+    ``time``, ``particle`` (all samples' particles, one after the other) and
+    ``spatial``; ``position (time, particle, spatial)``, ``particle_type (particle)``,
+    and ``particle_count (sample)`` whose ``sample_dimension`` attribute names the
+    ragged dimension, so sample ``i`` is the slice ``offset[i]:offset[i] + count[i]``.
+
+Both hold ``seed (sample)`` and the global attributes ``sciml_format``,
+``format_version``, ``layout``, ``pde``, ``pde_parameters`` (JSON), ``generator_version``,
+``root_seed``, ``fields`` (JSON list), ``metadata`` (JSON: what a model needs beside the
+arrays, e.g. GNS-style bounds and velocity statistics, or the viscosity and forcing),
+``sciml_version`` and ``created``.
+
+Generation is resumable: :class:`StagedTrajectoryWriter` stages each batch of samples as
+its own ``.npz`` file in ``FILE.parts/``, written to a temporary name and renamed, so a
+process killed at any moment loses at most the batch in flight; ``FILE`` appears only
+when every batch is staged and assembled.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sciml.trajectory_file import write_grid_trajectories, read_trajectories
+>>> path = write_grid_trajectories(
+...     "w.nc", {"w": np.zeros((2, 3, 4, 4))},
+...     coords={"time": [0.0, 1.0, 2.0], "x": np.arange(4) / 4, "y": np.arange(4) / 4},
+...     attrs={"pde": "navier-stokes"})                              # doctest: +SKIP
+>>> read_trajectories(path).fields["w"].shape                       # doctest: +SKIP
+(2, 3, 4, 4)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time as _time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sciml.atomic import atomic_write_bytes, atomic_write_json, temporary_beside
+from sciml.dataset_file import SPATIAL_DIMS, _decode, _jsonable, _open_h5
+from sciml.errors import DataFileError
+
+FORMAT_NAME = "sciml-trajectories"
+FORMAT_VERSION = "1.0"
+LAYOUTS = ("grid", "particles")
+JSON_ATTRIBUTES = ("pde_parameters", "fields", "metadata")
+
+
+@dataclass
+class Trajectories:
+    """What a trajectory file holds, in memory.
+
+    Attributes
+    ----------
+    layout : str
+        ``"grid"`` or ``"particles"``.
+    fields : dict
+        Grid layout: name -> array ``(sample, time, *space)``. Particle layout:
+        ``"position"`` -> list of ``(time, n_i, d)`` arrays and ``"particle_type"`` ->
+        list of ``(n_i,)`` arrays.
+    coords : dict
+        ``time`` and, for grids, the spatial coordinates.
+    seeds : numpy.ndarray
+        The seed of each sample.
+    attrs : dict
+        Global attributes, JSON ones decoded.
+    """
+
+    layout: str
+    fields: dict
+    coords: dict
+    seeds: np.ndarray
+    attrs: dict
+
+    @property
+    def metadata(self) -> dict:
+        return self.attrs.get("metadata", {})
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.seeds)
+
+
+def _base_attrs(layout: str, fields, attrs: dict) -> dict:
+    from sciml import __version__
+
+    out = {"sciml_format": FORMAT_NAME, "format_version": FORMAT_VERSION, "layout": layout,
+           "pde_parameters": {}, "generator_version": "0", "root_seed": 0, "metadata": {},
+           "sciml_version": __version__, "created": _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime())}
+    out.update(attrs)
+    out["fields"] = list(fields)
+    if "pde" not in out:
+        raise DataFileError("trajectory attributes lack 'pde': name the equation that made the data")
+    return out
+
+
+def _write_attrs(f, attrs: dict) -> None:
+    for key, value in attrs.items():
+        f.attrs[key] = json.dumps(value, default=_jsonable) if key in JSON_ATTRIBUTES else value
+
+
+def _check_grid(fields: dict, coords: dict) -> tuple[str, ...]:
+    if not fields:
+        raise DataFileError("no fields to write: pass at least one (sample, time, *space) array")
+    dims = tuple(coords)
+    if not dims or dims[0] != "time" or dims[1:] != SPATIAL_DIMS[: len(dims) - 1]:
+        raise DataFileError(f"coords must be ordered ('time', 'x'[, 'y'[, 'z']]), got {list(dims)}")
+    shape = tuple(len(coords[d]) for d in dims)
+    for name, value in fields.items():
+        if tuple(np.shape(value)[1:]) != shape:
+            raise DataFileError(f"field {name!r} has shape {tuple(np.shape(value))}, expected (sample, {', '.join(map(str, shape))}) "
+                                "from the coordinates; pass arrays shaped (sample, time, *space)")
+    return dims
+
+
+def write_grid_trajectories(path, fields: dict, coords: dict, attrs: dict, seeds=None, dtype=np.float32) -> str:
+    """Write grid trajectories ``name -> (sample, time, *space)`` into a new file, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (replaced if it exists).
+    fields : dict
+        Arrays of equal shape ``(sample, time, *space)``.
+    coords : dict
+        ``{"time": t, "x": ..., "y": ...}`` in that order.
+    attrs : dict
+        At least ``pde``; optionally ``pde_parameters``, ``metadata``, ``root_seed``,
+        ``generator_version`` (see the module docstring).
+    seeds : sequence of int, optional
+        Per-sample seeds (default ``0..n-1``).
+    """
+    import h5netcdf
+
+    dims = _check_grid(fields, coords)
+    n = len(next(iter(fields.values())))
+    seeds = np.arange(n) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    shape = tuple(len(coords[d]) for d in dims)
+    with temporary_beside(Path(path)) as tmp, h5netcdf.File(tmp, "w") as f:
+        f.dimensions = {"sample": n, **dict(zip(dims, shape))}
+        for d in dims:
+            f.create_variable(d, (d,), np.float64)[:] = np.asarray(coords[d], dtype=np.float64)
+        f.create_variable("sample", ("sample",), np.int64)[:] = np.arange(n)
+        f.create_variable("seed", ("sample",), np.int64)[:] = seeds
+        for name, value in fields.items():
+            var = f.create_variable(name, ("sample",) + dims, dtype, chunks=(1,) + shape)
+            var[:] = np.asarray(value, dtype=dtype)
+        _write_attrs(f, _base_attrs("grid", fields, attrs))
+    return os.fspath(path)
+
+
+def write_particle_trajectories(path, positions: list, particle_types: list, time, attrs: dict, seeds=None,
+                                dtype=np.float32) -> str:
+    """Write particle trajectories with ragged particle counts into a new file, atomically.
+
+    Parameters
+    ----------
+    positions : list of array
+        One ``(time, n_i, d)`` array per sample; ``n_i`` may differ, ``time`` and ``d`` may not.
+    particle_types : list of array
+        One ``(n_i,)`` integer array per sample.
+    time : array
+        The frame times, ``(time,)``.
+    attrs : dict
+        At least ``pde``; ``metadata`` holds e.g. GNS-style bounds and statistics.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> write_particle_trajectories("p.nc", [np.zeros((3, 5, 2)), np.zeros((3, 7, 2))],
+    ...     [np.zeros(5, int), np.ones(7, int)], time=[0, 1, 2], attrs={"pde": "mpm"})  # doctest: +SKIP
+    'p.nc'
+    """
+    import h5netcdf
+
+    if len(positions) == 0 or len(positions) != len(particle_types):
+        raise DataFileError(f"got {len(positions)} position arrays and {len(particle_types)} type arrays: "
+                            "pass one of each per sample, at least one sample")
+    time = np.asarray(time, dtype=np.float64)
+    shapes = [np.shape(p) for p in positions]
+    d = shapes[0][2] if len(shapes[0]) == 3 else -1
+    for i, (s, types) in enumerate(zip(shapes, particle_types)):
+        if len(s) != 3 or s[0] != len(time) or s[2] != d or np.shape(types) != (s[1],):
+            raise DataFileError(f"sample {i}: positions {s} and types {np.shape(types)} do not match "
+                                f"(time={len(time)}, n_i, d={d}) and (n_i,); pass one trajectory per sample")
+    counts = np.array([s[1] for s in shapes], dtype=np.int64)
+    n = len(positions)
+    seeds = np.arange(n) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    with temporary_beside(Path(path)) as tmp, h5netcdf.File(tmp, "w") as f:
+        f.dimensions = {"sample": n, "time": len(time), "particle": int(counts.sum()), "spatial": d}
+        f.create_variable("time", ("time",), np.float64)[:] = time
+        f.create_variable("sample", ("sample",), np.int64)[:] = np.arange(n)
+        f.create_variable("seed", ("sample",), np.int64)[:] = seeds
+        count = f.create_variable("particle_count", ("sample",), np.int64)
+        count[:] = counts
+        count.attrs["sample_dimension"] = "particle"
+        chunk = (len(time), int(min(max(counts.max(), 1), 4096)), d)
+        pos = f.create_variable("position", ("time", "particle", "spatial"), dtype, chunks=chunk)
+        kind = f.create_variable("particle_type", ("particle",), np.int64)
+        offset = 0
+        for p, types in zip(positions, particle_types):
+            m = np.shape(p)[1]
+            pos[:, offset:offset + m, :] = np.asarray(p, dtype=dtype)
+            kind[offset:offset + m] = np.asarray(types, dtype=np.int64)
+            offset += m
+        _write_attrs(f, _base_attrs("particles", ["position", "particle_type"], attrs))
+    return os.fspath(path)
+
+
+def read_trajectories(path, samples=None) -> Trajectories:
+    """Read a trajectory file (all samples, or the indices in ``samples``).
+
+    Raises :class:`~sciml.errors.DataFileError` naming the problem for a missing,
+    truncated or foreign file.
+    """
+    path = os.fspath(path)
+    with _open_h5(path) as f:
+        attrs = {k: _decode(v) for k, v in f.attrs.items()}
+        if attrs.get("sciml_format") != FORMAT_NAME:
+            raise DataFileError(f"{path} is not a sciml trajectory file (sciml_format is "
+                                f"{attrs.get('sciml_format')!r}); write it with sciml.trajectory_file")
+        if str(attrs.get("format_version", "")).split(".")[0] != FORMAT_VERSION.split(".")[0]:
+            raise DataFileError(f"{path} has format_version {attrs.get('format_version')!r}, this sciml reads "
+                                f"{FORMAT_VERSION}: upgrade sciml or regenerate the file")
+        for key in JSON_ATTRIBUTES:
+            attrs[key] = json.loads(attrs[key]) if key in attrs else {}
+        layout = attrs.get("layout")
+        if layout not in LAYOUTS:
+            raise DataFileError(f"{path} has layout {layout!r}; expected one of {list(LAYOUTS)}")
+        n = len(f["sample"])
+        index = np.arange(n) if samples is None else np.asarray(samples, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= n):
+            raise DataFileError(f"{path} holds {n} samples; asked for {index.tolist()}")
+        seeds = f["seed"][()][index]
+        if layout == "grid":
+            dims = ("time",) + SPATIAL_DIMS[: f[attrs["fields"][0]].ndim - 2]
+            coords = {d: f[d][()] for d in dims}
+            fields = {name: np.stack([f[name][i] for i in index]) if index.size else np.empty((0,))
+                      for name in attrs["fields"]}
+        else:
+            coords = {"time": f["time"][()]}
+            counts = f["particle_count"][()]
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            fields = {"position": [f["position"][:, offsets[i]:offsets[i + 1], :] for i in index],
+                      "particle_type": [f["particle_type"][offsets[i]:offsets[i + 1]] for i in index]}
+    return Trajectories(layout, fields, coords, seeds, attrs)
+
+
+class StagedTrajectoryWriter:
+    """Write a trajectory dataset batch by batch, resumable after a crash.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final file; batches are staged in ``path + ".parts/"``.
+    metadata : dict
+        ``layout``, ``n_samples``, ``batch_size`` and the attributes of the final file
+        (``pde``, ``pde_parameters``, ``root_seed``, ...); grid layouts add ``coords``,
+        particle layouts ``time``. A resumed run must bring the same metadata.
+    resume, overwrite : bool
+        Continue an interrupted run; replace a finished file.
+
+    Examples
+    --------
+    >>> w = StagedTrajectoryWriter("ns.nc", meta, resume=True)         # doctest: +SKIP
+    >>> for b in w.pending(): w.write_batch(b, simulate(w.batch_samples(b)))  # doctest: +SKIP
+    >>> w.finalize()                                                    # doctest: +SKIP
+    """
+
+    MANIFEST = "manifest.json"
+
+    def __init__(self, path, metadata: dict, resume: bool = False, overwrite: bool = False):
+        self.path = Path(path)
+        self.staging = Path(os.fspath(path) + ".parts")
+        self.metadata = json.loads(json.dumps(metadata, default=_jsonable))
+        for key in ("layout", "n_samples", "batch_size", "pde"):
+            if key not in self.metadata:
+                raise DataFileError(f"trajectory metadata lacks {key!r}")
+        if not self.path.parent.exists():
+            raise DataFileError(f"folder {self.path.parent} does not exist; create it or choose another --out")
+        if self.path.exists() and not overwrite and not resume:
+            raise DataFileError(f"{self.path} exists; pass --overwrite to replace it or choose another --out")
+        if self.path.exists() and resume and not self.staging.exists():
+            raise DataFileError(f"{self.path} is already complete; nothing to resume (pass --overwrite to regenerate)")
+        manifest = self.staging / self.MANIFEST
+        if self.staging.exists():
+            if not resume:
+                raise DataFileError(f"{self.staging} holds an interrupted generation; rerun with --resume to "
+                                    "continue it or delete that folder to start over")
+            if not manifest.exists():
+                raise DataFileError(f"{self.staging} has no {self.MANIFEST}; delete that folder and start over")
+            staged = json.loads(manifest.read_text())
+            for key in sorted(set(staged) | set(self.metadata)):
+                if staged.get(key) != self.metadata.get(key):
+                    raise DataFileError(f"cannot resume: {key} was {staged.get(key)!r} in the interrupted run, "
+                                        f"now {self.metadata.get(key)!r}; use the same settings or delete {self.staging}")
+        else:
+            self.staging.mkdir()
+            atomic_write_json(manifest, self.metadata)
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.metadata["n_samples"] // self.metadata["batch_size"])
+
+    def batch_samples(self, batch: int) -> list[int]:
+        """The sample indices of batch ``batch``."""
+        size = self.metadata["batch_size"]
+        return list(range(batch * size, min((batch + 1) * size, self.metadata["n_samples"])))
+
+    def _file(self, batch: int) -> Path:
+        return self.staging / f"batch_{batch:07d}.npz"
+
+    def pending(self) -> list[int]:
+        """Batches not yet staged, in order."""
+        return [b for b in range(self.n_batches) if not self._file(b).exists()]
+
+    def write_batch(self, batch: int, arrays: dict, seeds) -> None:
+        """Stage one batch atomically.
+
+        Grid layout: ``arrays`` maps field names to ``(b, time, *space)``. Particle
+        layout: ``arrays`` holds lists ``position`` (``(time, n_i, d)`` each) and
+        ``particle_type``.
+        """
+        expected = len(self.batch_samples(batch))
+        out = {"seed": np.asarray(seeds, dtype=np.int64)}
+        if self.metadata["layout"] == "grid":
+            out.update({f"field_{k}": np.asarray(v) for k, v in arrays.items()})
+        else:
+            for i, (p, t) in enumerate(zip(arrays["position"], arrays["particle_type"])):
+                out[f"position_{i}"] = np.asarray(p)
+                out[f"type_{i}"] = np.asarray(t)
+        if len(out["seed"]) != expected:
+            raise DataFileError(f"batch {batch} holds {len(out['seed'])} samples, expected {expected}")
+        atomic_write_bytes(self._file(batch), lambda h: np.savez(h, **out))
+
+    def finalize(self, metadata: dict | None = None) -> str:
+        """Assemble the staged batches into the final file and remove the staging folder.
+
+        ``metadata`` (e.g. dataset statistics computed at the end) is merged into the
+        file's ``metadata`` attribute.
+        """
+        if self.pending():
+            raise DataFileError(f"{len(self.pending())} batches are not staged yet; rerun with --resume to finish them")
+        meta = dict(self.metadata)
+        layout = meta.pop("layout")
+        for key in ("n_samples", "batch_size"):
+            meta.pop(key)
+        meta["metadata"] = {**meta.get("metadata", {}), **(metadata or {})}
+        batches = [np.load(self._file(b)) for b in range(self.n_batches)]
+        seeds = np.concatenate([b["seed"] for b in batches])
+        if layout == "grid":
+            coords = meta.pop("coords")
+            names = [k[6:] for k in batches[0].files if k.startswith("field_")]
+            fields = {name: np.concatenate([b[f"field_{name}"] for b in batches]) for name in names}
+            write_grid_trajectories(self.path, fields, coords, meta, seeds=seeds)
+        else:
+            time = meta.pop("time")
+            positions, types = [], []
+            for b in batches:
+                for i in range(len(b["seed"])):
+                    positions.append(b[f"position_{i}"])
+                    types.append(b[f"type_{i}"])
+            write_particle_trajectories(self.path, positions, types, time, meta, seeds=seeds)
+        shutil.rmtree(self.staging)
+        return os.fspath(self.path)
