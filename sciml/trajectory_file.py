@@ -347,33 +347,37 @@ class StagedTrajectoryWriter:
             raise DataFileError(f"batch {batch} holds {len(out['seed'])} samples, expected {expected}")
         atomic_write_bytes(self._file(batch), lambda h: np.savez(h, **out))
 
+    def read_staged(self) -> Trajectories:
+        """Every staged batch, in sample order, as one in-memory :class:`Trajectories`."""
+        if self.pending():
+            raise DataFileError(f"{len(self.pending())} batches are not staged yet; rerun with --resume to finish them")
+        batches = [np.load(self._file(b)) for b in range(self.n_batches)]
+        seeds = np.concatenate([b["seed"] for b in batches])
+        layout = self.metadata["layout"]
+        if layout == "grid":
+            names = [k[6:] for k in batches[0].files if k.startswith("field_")]
+            fields = {name: np.concatenate([b[f"field_{name}"] for b in batches]) for name in names}
+            coords = self.metadata["coords"]
+        else:
+            per_sample = [(b[f"position_{i}"], b[f"type_{i}"]) for b in batches for i in range(len(b["seed"]))]
+            fields = {"position": [p for p, _ in per_sample], "particle_type": [t for _, t in per_sample]}
+            coords = {"time": self.metadata["time"]}
+        return Trajectories(layout, fields, coords, seeds, dict(self.metadata))
+
     def finalize(self, metadata: dict | None = None) -> str:
         """Assemble the staged batches into the final file and remove the staging folder.
 
         ``metadata`` (e.g. dataset statistics computed at the end) is merged into the
         file's ``metadata`` attribute.
         """
-        if self.pending():
-            raise DataFileError(f"{len(self.pending())} batches are not staged yet; rerun with --resume to finish them")
-        meta = dict(self.metadata)
-        layout = meta.pop("layout")
-        for key in ("n_samples", "batch_size"):
-            meta.pop(key)
-        meta["metadata"] = {**meta.get("metadata", {}), **(metadata or {})}
-        batches = [np.load(self._file(b)) for b in range(self.n_batches)]
-        seeds = np.concatenate([b["seed"] for b in batches])
-        if layout == "grid":
-            coords = meta.pop("coords")
-            names = [k[6:] for k in batches[0].files if k.startswith("field_")]
-            fields = {name: np.concatenate([b[f"field_{name}"] for b in batches]) for name in names}
-            write_grid_trajectories(self.path, fields, coords, meta, seeds=seeds)
+        data = self.read_staged()
+        attrs = {k: v for k, v in self.metadata.items()
+                 if k not in ("layout", "n_samples", "batch_size", "coords", "time")}
+        attrs["metadata"] = {**attrs.get("metadata", {}), **(metadata or {})}
+        if data.layout == "grid":
+            write_grid_trajectories(self.path, data.fields, data.coords, attrs, seeds=data.seeds)
         else:
-            time = meta.pop("time")
-            positions, types = [], []
-            for b in batches:
-                for i in range(len(b["seed"])):
-                    positions.append(b[f"position_{i}"])
-                    types.append(b[f"type_{i}"])
-            write_particle_trajectories(self.path, positions, types, time, meta, seeds=seeds)
+            write_particle_trajectories(self.path, data.fields["position"], data.fields["particle_type"],
+                                        data.coords["time"], attrs, seeds=data.seeds)
         shutil.rmtree(self.staging)
         return os.fspath(self.path)

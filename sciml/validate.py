@@ -107,3 +107,31 @@ def check_file(path: str | os.PathLike, check_data: bool = True) -> dict:
         "outputs": header.outputs,
         "failed_samples": len(header.attrs.get("failed_samples", [])),
     }
+
+
+def check_trajectory_file(path: str | os.PathLike) -> dict:
+    """Validate a :mod:`sciml.trajectory_file`; return a summary or raise on the first problem.
+
+    Checks the attributes, that the time coordinate increases, that seeds are unique,
+    and that no value is NaN or Inf (one sample in memory at a time).
+    """
+    from sciml.trajectory_file import read_trajectories
+
+    path = os.fspath(path)
+    first = read_trajectories(path, samples=[])
+    with _open_h5(path) as f:
+        n = len(f["sample"])
+        seeds = f["seed"][()]
+    if n == 0:
+        raise DataFileError(f"{path} holds no samples; regenerate it")
+    if len(np.unique(seeds)) != n:
+        raise DataFileError(f"{path}: two samples share a seed (a duplicated sample); regenerate the file")
+    if np.any(np.diff(first.coords["time"]) <= 0):
+        raise DataFileError(f"{path}: the time coordinate is not increasing")
+    for i in range(n):
+        sample = read_trajectories(path, samples=[i]).fields
+        for name, value in sample.items():
+            if not np.all(np.isfinite(np.asarray(value[0]))):
+                raise DataFileError(f"{path}: {name!r} of sample {i} has NaN or Inf")
+    return {"path": path, "pde": first.attrs["pde"], "layout": first.layout, "n_samples": n,
+            "frames": len(first.coords["time"]), "variables": list(first.attrs["fields"])}
