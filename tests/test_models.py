@@ -16,6 +16,8 @@ SMALL = {
     "mgno": {"width": 8, "n_layers": 2},
     "lsm": {"width": 8, "n_scales": 3, "num_token": 2, "num_basis": 4, "patch_size": 4, "n_heads": 2,
             "projection_channels": 16},
+    "sinenet": {"waves": 2, "width": 4, "levels": 2},
+    "unet": {"width": 4, "levels": 2},
 }
 
 OUT_CHANNELS = {"dcdm-net": 1}
@@ -73,4 +75,4 @@ def test_fno_options():
     with pytest.raises(SciMLError, match="positional_embedding"):
         build_model("fno", in_channels=1, out_channels=1, positional_embedding="sine")
     with pytest.raises(UnknownNameError, match="choose one of: dcdm-net, deeponet, fno"):
-        build_model("unet", in_channels=1, out_channels=1)
+        build_model("resnet", in_channels=1, out_channels=1)
