@@ -7,7 +7,7 @@ Examples
 --------
 >>> from sciml.models import build_model, list_models
 >>> list_models()
-['dcdm-net', 'deeponet', 'fno', 'lsm', 'mgno', 'sinenet', 'unet']
+['dcdm-net', 'deeponet', 'fno', 'lsm', 'mgno', 'sfno', 'sinenet', 'unet']
 >>> build_model("fno", in_channels=1, out_channels=1, n_modes=4, width=8).name
 'fno'
 """
@@ -18,7 +18,8 @@ from sciml.models.deeponet import DeepONet
 from sciml.models.fno import FNO
 from sciml.models.lsm import LSM
 from sciml.models.mgno import MgNO
+from sciml.models.sfno import SFNO
 from sciml.models.sinenet import SineNet
 from sciml.models.unet import UNet
 
-__all__ = ["GridModel", "MODELS", "build_model", "list_models", "DCDMNet", "DeepONet", "FNO", "LSM", "MgNO", "SineNet", "UNet"]
+__all__ = ["GridModel", "MODELS", "build_model", "list_models", "DCDMNet", "DeepONet", "FNO", "LSM", "MgNO", "SFNO", "SineNet", "UNet"]

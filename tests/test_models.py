@@ -16,6 +16,7 @@ SMALL = {
     "mgno": {"width": 8, "n_layers": 2},
     "lsm": {"width": 8, "n_scales": 3, "num_token": 2, "num_basis": 4, "patch_size": 4, "n_heads": 2,
             "projection_channels": 16},
+    "sfno": {"modes_space": 4, "modes_time": 2, "width": 8, "n_layers": 2},
     "sinenet": {"waves": 2, "width": 4, "levels": 2},
     "unet": {"width": 4, "levels": 2},
 }
