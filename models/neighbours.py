@@ -1,0 +1,422 @@
+"""Neighbour search and point sampling for particle models, without an ``N x N`` matrix.
+
+Two radius searches give the same pairs (``|x_i - y_j| <= r``):
+
+``"cell"``
+    A torch cell list (uniform grid hashing, as in SPH codes and Green, "Particle
+    simulation using CUDA", NVIDIA 2010): every point gets the integer cell
+    ``floor((x - lo) / r)``; points are sorted by a mixed-radix cell key (with the scene
+    index as the leading digit, so edges never cross scenes); for each of the ``3^d``
+    neighbouring cell offsets, ``searchsorted`` finds the run of points in that cell, and
+    only those candidates have their distances computed. Memory is the number of
+    candidate pairs of one offset, about ``N`` times the points per cell. Runs on any
+    device, dimension-generic.
+``"kdtree"``
+    :class:`scipy.spatial.cKDTree` on the CPU (``sparse_distance_matrix``); scenes are
+    kept apart by one extra coordinate, ``3 r`` times the scene index.
+
+``method="auto"`` uses the k-d tree for CPU tensors and the cell list elsewhere.
+
+Sampling: :func:`farthest_point_sample` (iterative, running minimum distances, ``O(N n)``
+time, all scenes at once) and :func:`random_sample`; :func:`sample_counts`
+turns a sampling ratio into per-scene counts.
+
+Examples
+--------
+>>> import torch
+>>> from sciml.models.neighbours import radius_graph
+>>> x = torch.tensor([[0.0, 0.0], [0.5, 0.0], [2.0, 0.0]])
+>>> radius_graph(x, 0.6).tolist()
+[[1, 0], [0, 1]]
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from sciml.errors import SciMLError
+
+METHODS = ("auto", "cell", "kdtree")
+
+
+def _scene_index(batch, n: int, device, name: str) -> torch.Tensor:
+    """``batch`` as a long tensor of shape ``(n,)`` (all zeros when None)."""
+    if batch is None:
+        return torch.zeros(n, dtype=torch.long, device=device)
+    batch = torch.as_tensor(batch, device=device)
+    if batch.shape != (n,) or batch.dtype.is_floating_point or batch.dtype == torch.bool:
+        raise SciMLError(f"{name} must be an integer tensor of shape ({n},) giving each point's scene, "
+                         f"got {batch.dtype} of shape {tuple(batch.shape)}")
+    if n and int(batch.min()) < 0:
+        raise SciMLError(f"{name} has negative scene indices: number scenes 0, 1, 2, ...")
+    return batch.long()
+
+
+def _check_points(x: torch.Tensor, name: str, dim: int | None = None) -> None:
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or (dim is not None and x.shape[1] != dim):
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        want = f"(n, {dim})" if dim is not None else "(n, dim)"
+        raise SciMLError(f"{name} must be a tensor of shape {want}, got {shape}")
+    if not x.dtype.is_floating_point:
+        raise SciMLError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise SciMLError(f"{name} contains NaN or infinite coordinates: drop or fix those points")
+
+
+def _check_radius(radius) -> float:
+    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not np.isfinite(radius) or radius <= 0:
+        raise SciMLError(f"radius must be a positive number, got {radius!r}")
+    return float(radius)
+
+
+def _cell_search(queries, points, radius, query_batch, point_batch):
+    """Pairs ``(i, j)`` within ``radius``, candidates from the ``3^d`` cells around query ``i``'s cell.
+
+    Returns the query and point indices and the squared distances.
+    """
+    device, dim = points.device, points.shape[1]
+    lo = torch.minimum(queries.min(0).values, points.min(0).values)
+    hi = torch.maximum(queries.max(0).values, points.max(0).values)
+    n_scenes = int(max(int(query_batch.max()), int(point_batch.max()))) + 1
+    cells = torch.floor((hi - lo).double() / radius) + 1
+    if n_scenes * float(torch.prod(cells)) >= 2.0 ** 62:
+        raise SciMLError(f"radius {radius:g} is too small for the extent of the points ({cells.tolist()} cells per "
+                         "axis): use a larger radius or method='kdtree'")
+    q_cell = torch.floor((queries - lo) / radius).long()
+    p_cell = torch.floor((points - lo) / radius).long()
+    extent = torch.maximum(q_cell.max(0).values, p_cell.max(0).values) + 1
+    sizes = [n_scenes] + extent.tolist()
+    strides = torch.tensor([int(np.prod(sizes[k + 1:])) for k in range(len(sizes))], device=device)
+
+    def key(scene, cell):
+        return scene * strides[0] + (cell * strides[1:]).sum(1)
+
+    # Work on copies sorted by cell, so the candidates of one cell are read contiguously.
+    p_key, p_order = torch.sort(key(point_batch, p_cell))
+    sorted_points = points[p_order]
+    q_key, q_order = torch.sort(key(query_batch, q_cell))
+    sorted_queries, q_cell, query_batch = queries[q_order], q_cell[q_order], query_batch[q_order]
+    arange_q = torch.arange(len(queries), device=device)
+    q_parts, p_parts, d_parts = [], [], []
+    for offset in itertools.product((-1, 0, 1), repeat=dim):
+        cell = q_cell + torch.tensor(offset, device=device)
+        inside = ((cell >= 0) & (cell < extent)).all(1)
+        k = key(query_batch, cell)
+        start = torch.searchsorted(p_key, k)
+        count = (torch.searchsorted(p_key, k, right=True) - start) * inside
+        total = int(count.sum())
+        if total == 0:
+            continue
+        q = torch.repeat_interleave(arange_q, count, output_size=total)
+        shift = torch.repeat_interleave(start - (torch.cumsum(count, 0) - count), count, output_size=total)
+        p = torch.arange(total, device=device) + shift
+        dist2 = (sorted_queries[q] - sorted_points[p]).square().sum(1)
+        near = dist2 <= radius * radius
+        q_parts.append(q[near])
+        p_parts.append(p[near])
+        d_parts.append(dist2[near])
+    if not q_parts:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty, queries.new_zeros(0)
+    return q_order[torch.cat(q_parts)], p_order[torch.cat(p_parts)], torch.cat(d_parts)
+
+
+def _kdtree_search(queries, points, radius, query_batch, point_batch):
+    """Pairs within ``radius`` from :class:`scipy.spatial.cKDTree` (CPU), as :func:`_cell_search`."""
+    from scipy.spatial import cKDTree
+
+    def with_scene(x, scene):
+        x = x.detach().cpu().double().numpy()
+        return np.concatenate([x, 3.0 * radius * scene.cpu().double().numpy()[:, None]], axis=1)
+
+    q_tree = cKDTree(with_scene(queries, query_batch))
+    p_tree = cKDTree(with_scene(points, point_batch))
+    pairs = q_tree.sparse_distance_matrix(p_tree, radius, output_type="ndarray")
+    q = torch.from_numpy(pairs["i"].astype(np.int64)).to(points.device)
+    p = torch.from_numpy(pairs["j"].astype(np.int64)).to(points.device)
+    dist2 = (queries[q] - points[p]).square().sum(1)
+    near = dist2 <= radius * radius  # the tree's own test, repeated in the points' precision
+    return q[near], p[near], dist2[near]
+
+
+def _check_max_neighbours(max_neighbours):
+    if max_neighbours is not None and (isinstance(max_neighbours, bool) or not isinstance(max_neighbours, int)
+                                       or max_neighbours < 1):
+        raise SciMLError(f"max_neighbours must be a positive integer or None, got {max_neighbours!r}")
+
+
+def _pairs(queries, points, radius, query_batch, point_batch, max_neighbours, method, same_points=False,
+           loop=True):
+    """Validated search shared by :func:`radius_neighbours` and :func:`radius_graph`."""
+    _check_points(points, "points")
+    _check_points(queries, "queries", points.shape[1])
+    radius = _check_radius(radius)
+    if method not in METHODS:
+        raise SciMLError(f"neighbour search method {method!r} is not known; choose one of {list(METHODS)}")
+    _check_max_neighbours(max_neighbours)
+    device = points.device
+    query_batch = _scene_index(query_batch, len(queries), device, "batch" if same_points else "query_batch")
+    point_batch = query_batch if same_points else _scene_index(point_batch, len(points), device, "point_batch")
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    if len(queries) == 0 or len(points) == 0:
+        return empty, empty
+    if method == "auto":
+        method = "kdtree" if device.type == "cpu" else "cell"
+    search = _kdtree_search if method == "kdtree" else _cell_search
+    q, p, dist2 = search(queries, points, radius, query_batch, point_batch)
+    if not loop:
+        other = q != p
+        q, p, dist2 = q[other], p[other], dist2[other]
+    if max_neighbours is not None and len(q):
+        by_distance = torch.sort(dist2, stable=True).indices
+        q, p = q[by_distance], p[by_distance]
+        by_query = torch.sort(q, stable=True).indices
+        q, p = q[by_query], p[by_query]
+        count = torch.bincount(q, minlength=len(queries))
+        first = torch.cumsum(count, 0) - count
+        nearest = torch.arange(len(q), device=device) - first[q] < max_neighbours
+        q, p = q[nearest], p[nearest]
+    order = torch.sort(q * len(points) + p).indices
+    return q[order], p[order]
+
+
+def radius_neighbours(queries: torch.Tensor, points: torch.Tensor, radius: float, *, query_batch=None,
+                      point_batch=None, max_neighbours: int | None = None,
+                      method: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """All pairs ``(i, j)`` with ``|queries[i] - points[j]| <= radius`` in the same scene.
+
+    The bipartite search behind kernel integrals from one point set onto another.
+
+    Parameters
+    ----------
+    queries : torch.Tensor
+        ``(M, d)`` query points.
+    points : torch.Tensor
+        ``(N, d)`` points searched, on the same device and with the same ``d``.
+    radius : float
+        Search radius (pairs at distance exactly ``radius`` are included).
+    query_batch, point_batch : torch.Tensor, optional
+        ``(M,)`` and ``(N,)`` scene index of each point; pairs never join two scenes.
+    max_neighbours : int, optional
+        Keep only the ``max_neighbours`` nearest points of each query.
+    method : {"auto", "cell", "kdtree"}
+        The search (see the module notes); ``"auto"``: k-d tree on CPU, cell list elsewhere.
+
+    Returns
+    -------
+    query_index, point_index : torch.Tensor
+        ``(E,)`` long tensors, sorted by query then point index.
+
+    Examples
+    --------
+    >>> import torch
+    >>> q = torch.tensor([[0.0], [1.0]])
+    >>> p = torch.tensor([[0.1], [0.9], [1.05], [5.0]])
+    >>> qi, pj = radius_neighbours(q, p, 0.2, method="cell")
+    >>> qi.tolist(), pj.tolist()
+    ([0, 1, 1], [0, 1, 2])
+    >>> radius_neighbours(q, p, 0.2, max_neighbours=1)[1].tolist()
+    [0, 2]
+    """
+    return _pairs(queries, points, radius, query_batch, point_batch, max_neighbours, method)
+
+
+def radius_graph(points: torch.Tensor, radius: float, *, batch=None, max_neighbours: int | None = None,
+                 loop: bool = False, method: str = "auto") -> torch.Tensor:
+    """Edges between all points of one scene closer than ``radius``.
+
+    Parameters
+    ----------
+    points : torch.Tensor
+        ``(N, d)`` positions.
+    radius : float
+        Connectivity radius (inclusive).
+    batch : torch.Tensor, optional
+        ``(N,)`` scene index of each point; edges never join two scenes.
+    max_neighbours : int, optional
+        Keep only the ``max_neighbours`` nearest senders of each receiver.
+    loop : bool
+        Whether each point is its own neighbour.
+    method : {"auto", "cell", "kdtree"}
+        See :func:`radius_neighbours`.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(2, E)`` long tensor: row 0 the senders ``j``, row 1 the receivers ``i``
+        (messages flow ``j -> i``); without ``max_neighbours`` both directions of every
+        pair are present. Sorted by receiver, then sender.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([[0.0, 0.0], [0.5, 0.0], [0.0, 0.0]])
+    >>> radius_graph(x, 0.6, batch=torch.tensor([0, 0, 1])).tolist()
+    [[1, 0], [0, 1]]
+    >>> radius_graph(x[:2], 0.6, loop=True, method="cell").tolist()
+    [[0, 1, 0, 1], [0, 0, 1, 1]]
+    """
+    _check_points(points, "points")
+    receivers, senders = _pairs(points, points, radius, batch, None, max_neighbours, method,
+                                same_points=True, loop=loop)
+    return torch.stack([senders, receivers])
+
+
+def sample_counts(ratio: float, batch=None, n_points: int | None = None) -> torch.Tensor:
+    """Number of points to keep in each scene: ``round(ratio * n_scene)``, at least 1.
+
+    Parameters
+    ----------
+    ratio : float
+        Fraction of points to keep, in ``(0, 1]``.
+    batch : torch.Tensor, optional
+        ``(N,)`` scene index of each point.
+    n_points : int, optional
+        Number of points of the single scene when ``batch`` is None.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sample_counts(0.1, torch.tensor([0] * 30 + [1] * 4)).tolist()
+    [3, 1]
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+        raise SciMLError(f"sampling ratio must be in (0, 1], got {ratio!r}")
+    if batch is None:
+        sizes = torch.tensor([int(n_points)])
+    else:
+        sizes = torch.bincount(torch.as_tensor(batch).long())
+    return torch.clamp(torch.round(ratio * sizes.double()).long(), min=1).to(sizes.device)
+
+
+def _counts_tensor(n_samples, n_scenes: int, sizes: torch.Tensor) -> torch.Tensor:
+    counts = torch.as_tensor(n_samples, device=sizes.device).long().reshape(-1)
+    if counts.numel() == 1:
+        counts = counts.expand(n_scenes)
+    if counts.numel() != n_scenes or bool((counts < 1).any()) or bool((counts > sizes).any()):
+        raise SciMLError(f"cannot sample {counts.tolist()} points from scenes of {sizes.tolist()} points: "
+                         "ask for between 1 and the scene's size in each scene")
+    return counts
+
+
+def farthest_point_sample(points: torch.Tensor, n_samples, *, batch=None, random_start: bool = False,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of ``n_samples`` points per scene chosen by farthest-point sampling.
+
+    Starting from one point per scene (the scene's first, or a random one), repeatedly add
+    the point whose distance to the chosen set is largest, keeping each point's running
+    minimum distance to the chosen set (Eldar et al., "The farthest point strategy for
+    progressive image sampling", IEEE TIP 1997). ``O(N n)`` time; all scenes advance
+    together in a padded ``(scenes, largest scene)`` layout, which is the memory used.
+
+    Parameters
+    ----------
+    points : torch.Tensor
+        ``(N, d)`` positions.
+    n_samples : int or sequence of int
+        Points to keep, one number for every scene or one per scene.
+    batch : torch.Tensor, optional
+        ``(N,)`` scene index of each point.
+    random_start : bool
+        Start each scene from a random point instead of its lowest-indexed one.
+    generator : torch.Generator, optional
+        Source of the random start.
+
+    Returns
+    -------
+    torch.Tensor
+        Long indices into ``points``, grouped by scene, in order of selection.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([[0.0], [0.1], [1.0], [0.55], [0.9]])
+    >>> farthest_point_sample(x, 3).tolist()
+    [0, 2, 3]
+    """
+    _check_points(points, "points")
+    device, n = points.device, len(points)
+    scene = _scene_index(batch, n, device, "batch")
+    sizes = torch.bincount(scene)
+    n_scenes = len(sizes)
+    counts = _counts_tensor(n_samples, n_scenes, sizes)
+    # Scenes side by side in a padded (scenes, largest scene) layout; padding is never chosen.
+    order = torch.sort(scene, stable=True).indices
+    slot = torch.arange(n, device=device) - (torch.cumsum(sizes, 0) - sizes)[scene[order]]
+    width = int(sizes.max())
+    padded = points.new_zeros(n_scenes, width, points.shape[1])
+    padded[scene[order], slot] = points[order]
+    original = torch.full((n_scenes, width), -1, dtype=torch.long, device=device)
+    original[scene[order], slot] = order
+    min_dist = torch.full((n_scenes, width), float("-inf"), dtype=points.dtype, device=device)
+    min_dist[scene[order], slot] = float("inf")
+    if random_start:
+        u = torch.rand(n_scenes, generator=generator, dtype=torch.float64, device=device)
+        current = torch.minimum(torch.floor(u * sizes).long(), sizes - 1)
+    else:
+        current = torch.zeros(n_scenes, dtype=torch.long, device=device)
+    rows = torch.arange(n_scenes, device=device)
+    chosen = torch.empty(n_scenes, int(counts.max()), dtype=torch.long, device=device)
+    for step in range(chosen.shape[1]):
+        chosen[:, step] = current
+        dist = (padded - padded[rows, current][:, None]).square().sum(-1)
+        min_dist = torch.minimum(min_dist, dist)
+        min_dist[rows, current] = -1.0  # below any distance: a chosen point is not chosen again
+        current = torch.argmax(min_dist, dim=1)
+    keep = torch.arange(chosen.shape[1], device=device)[None, :] < counts[:, None]
+    return original[rows[:, None].expand_as(chosen)[keep], chosen[keep]]
+
+
+def random_sample(points: torch.Tensor, n_samples, *, batch=None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of ``n_samples`` points per scene drawn uniformly without replacement.
+
+    Parameters
+    ----------
+    points : torch.Tensor
+        ``(N, d)`` positions (only their number and device are used).
+    n_samples : int or sequence of int
+        Points to keep, one number for every scene or one per scene.
+    batch : torch.Tensor, optional
+        ``(N,)`` scene index of each point.
+    generator : torch.Generator, optional
+        Source of randomness.
+
+    Returns
+    -------
+    torch.Tensor
+        Long indices into ``points``, grouped by scene, ascending within a scene.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.zeros(10, 2)
+    >>> idx = random_sample(x, 2, batch=torch.tensor([0] * 5 + [1] * 5), generator=torch.Generator().manual_seed(0))
+    >>> len(idx), int((idx < 5).sum())
+    (4, 2)
+    """
+    _check_points(points, "points")
+    device, n = points.device, len(points)
+    scene = _scene_index(batch, n, device, "batch")
+    sizes = torch.bincount(scene)
+    counts = _counts_tensor(n_samples, len(sizes), sizes)
+    key = scene.double() + torch.rand(n, generator=generator, dtype=torch.float64, device=device)
+    order = torch.sort(key).indices
+    rank = torch.arange(n, device=device) - (torch.cumsum(sizes, 0) - sizes)[scene[order]]
+    chosen = order[rank < counts[scene[order]]]
+    return torch.sort(scene[chosen] * n + chosen).values % n
+
+
+def isolated(edge_index: torch.Tensor, n_nodes: int) -> torch.Tensor:
+    """``(n_nodes,)`` boolean mask of the nodes that receive no edge.
+
+    Examples
+    --------
+    >>> import torch
+    >>> isolated(torch.tensor([[1, 0], [0, 1]]), 3).tolist()
+    [False, False, True]
+    """
+    return torch.bincount(edge_index[1], minlength=n_nodes) == 0

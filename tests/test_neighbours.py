@@ -1,0 +1,149 @@
+"""Neighbour search and sampling (models/neighbours.py) against brute force."""
+
+import numpy as np
+import pytest
+import torch
+
+from sciml.errors import SciMLError
+from sciml.models.neighbours import (farthest_point_sample, isolated, radius_graph, radius_neighbours,
+                                     random_sample, sample_counts)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def brute_pairs(queries, points, radius, query_batch=None, point_batch=None):
+    """Sorted list of (i, j) with |q_i - p_j| <= r in the same scene, from the full distance matrix."""
+    d2 = ((queries[:, None, :] - points[None, :, :]) ** 2).sum(-1)
+    ok = d2 <= radius * radius
+    if query_batch is not None:
+        ok &= query_batch[:, None] == point_batch[None, :]
+    return sorted(map(tuple, ok.nonzero().tolist()))
+
+
+def pairs(q, p):
+    return list(zip(q.tolist(), p.tolist()))
+
+
+@pytest.mark.parametrize("method", ["cell", "kdtree"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_radius_neighbours_equal_brute_force(method, dim):
+    g = torch.Generator().manual_seed(dim)
+    queries = torch.rand(150, dim, generator=g, dtype=torch.float64) * 2 - 0.5
+    points = torch.rand(300, dim, generator=g, dtype=torch.float64)
+    for radius in (0.05, 0.13, 0.4, 3.0):
+        q, p = radius_neighbours(queries, points, radius, method=method)
+        assert pairs(q, p) == brute_pairs(queries, points, radius)
+    query_batch = torch.randint(0, 3, (150,), generator=g)
+    point_batch = torch.randint(0, 3, (300,), generator=g)
+    q, p = radius_neighbours(queries, points, 0.3, query_batch=query_batch, point_batch=point_batch, method=method)
+    assert pairs(q, p) == brute_pairs(queries, points, 0.3, query_batch, point_batch)
+
+
+@pytest.mark.parametrize("method", ["cell", "kdtree"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_radius_graph_equal_brute_force(method, dim):
+    g = torch.Generator().manual_seed(10 + dim)
+    x = torch.rand(250, dim, generator=g, dtype=torch.float64)
+    batch = torch.randint(0, 2, (250,), generator=g)
+    for radius in (0.07, 0.2):
+        for scenes in (None, batch):
+            edges = radius_graph(x, radius, batch=scenes, method=method)
+            expected = [(i, j) for i, j in brute_pairs(x, x, radius, scenes, scenes) if i != j]
+            assert pairs(edges[1], edges[0]) == expected  # receivers, senders
+            looped = radius_graph(x, radius, batch=scenes, loop=True, method=method)
+            assert looped.shape[1] == edges.shape[1] + len(x)
+    both = radius_graph(x, 0.1, method=method)
+    assert sorted(pairs(both[0], both[1])) == sorted(pairs(both[1], both[0]))  # symmetric
+
+
+@pytest.mark.parametrize("method", ["cell", "kdtree"])
+def test_max_neighbours_keeps_the_nearest(method):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(200, 2, generator=g, dtype=torch.float64)
+    edges = radius_graph(x, 0.25, max_neighbours=4, method=method)
+    d2 = ((x[:, None] - x[None]) ** 2).sum(-1)
+    d2.fill_diagonal_(float("inf"))
+    for i in range(len(x)):
+        senders = edges[0, edges[1] == i]
+        within = (d2[i] <= 0.25 ** 2).nonzero().flatten()
+        nearest = within[torch.argsort(d2[i, within])][:4]
+        assert sorted(senders.tolist()) == sorted(nearest.tolist())
+
+
+def test_cell_list_scales_without_a_dense_matrix():
+    """200 000 points: a distance matrix would need 160 GB; the cell list needs a few MB."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200_000, 2, generator=g)
+    edges = radius_graph(x, 0.002, method="cell")
+    expected = len(x) ** 2 * np.pi * 0.002 ** 2  # ordered pairs, up to boundary losses
+    assert 0.9 * expected < edges.shape[1] < 1.05 * expected
+    sub = torch.arange(0, 200_000, 4999)
+    degree = torch.bincount(edges[1], minlength=len(x))[sub]
+    brute = ((x[sub, None] - x[None]) ** 2).sum(-1).le(0.002 ** 2).sum(1) - 1
+    assert torch.equal(degree, brute)
+
+
+def brute_fps(x, n):
+    chosen = [0]
+    dist = ((x - x[0]) ** 2).sum(1)
+    for _ in range(n - 1):
+        chosen.append(int(torch.argmax(dist)))
+        dist = torch.minimum(dist, ((x - x[chosen[-1]]) ** 2).sum(1))
+    return chosen
+
+
+def test_farthest_point_sample_is_the_greedy_sequence_and_covers():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(400, 2, generator=g, dtype=torch.float64)
+    idx = farthest_point_sample(x, 40)
+    assert idx.tolist() == brute_fps(x, 40)
+
+    def cover(index):
+        return ((x[:, None] - x[index][None]) ** 2).sum(-1).min(1).values.max().sqrt()
+
+    random_cover = [cover(random_sample(x, 40, generator=torch.Generator().manual_seed(s))) for s in range(5)]
+    assert cover(idx) < 0.7 * min(random_cover)
+
+
+def test_sampling_per_scene():
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(300, 3, generator=g, dtype=torch.float64)
+    batch = torch.randint(0, 3, (300,), generator=g)
+    counts = sample_counts(0.1, batch)
+    assert counts.tolist() == [round(0.1 * int(n)) for n in torch.bincount(batch)]
+    for idx in (farthest_point_sample(x, counts, batch=batch, random_start=True, generator=g),
+                random_sample(x, counts, batch=batch, generator=g)):
+        assert len(torch.unique(idx)) == len(idx) == int(counts.sum())
+        assert torch.bincount(batch[idx], minlength=3).tolist() == counts.tolist()
+        assert torch.equal(batch[idx], torch.sort(batch[idx]).values)  # grouped by scene
+    scene1 = batch == 1
+    within = farthest_point_sample(x, counts, batch=batch)[counts[0]:counts[0] + counts[1]]
+    assert within.tolist() == scene1.nonzero().flatten()[brute_fps(x[scene1], int(counts[1]))].tolist()
+
+
+def test_duplicates_are_sampled_once_each():
+    x = torch.zeros(5, 2, dtype=torch.float64)
+    assert sorted(farthest_point_sample(x, 5).tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_isolated():
+    assert isolated(radius_graph(torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0]]), 0.2), 3).tolist() == \
+        [False, False, True]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: radius_graph(torch.rand(5, 2), 0.0), "radius must be a positive"),
+    (lambda: radius_graph(torch.rand(5), 0.1), "shape (n, dim)"),
+    (lambda: radius_graph(torch.tensor([[0.0, float("nan")]]), 0.1), "NaN"),
+    (lambda: radius_graph(torch.rand(5, 2), 0.1, method="octree"), "choose one of"),
+    (lambda: radius_graph(torch.rand(5, 2), 0.1, max_neighbours=0), "max_neighbours"),
+    (lambda: radius_graph(torch.rand(5, 2), 0.1, batch=torch.zeros(4, dtype=torch.long)), "shape (5,)"),
+    (lambda: radius_neighbours(torch.rand(5, 3), torch.rand(5, 2), 0.1), "shape (n, 2)"),
+    (lambda: sample_counts(0.0, n_points=10), "ratio must be in (0, 1]"),
+    (lambda: farthest_point_sample(torch.rand(5, 2), 6), "cannot sample [6]"),
+    (lambda: radius_graph(torch.tensor([[0.0], [1e30]]), 1e-12, method="cell"), "too small"),
+])
+def test_bad_input(call, message):
+    with pytest.raises(SciMLError) as info:
+        call()
+    assert message in str(info.value) and "\n" not in str(info.value)
