@@ -12,16 +12,20 @@ batched over samples as ``(B, n, n)``; trajectories are ``(B, T, n, n)``.
   Crank-Nicolson for the viscous and drag terms, three explicit Runge-Kutta stages for
   advection and forcing; second order in time), on the input's device and dtype.
 * :func:`fno_forced_flow` and :func:`mcwilliams_decaying`: the two benchmark settings as
-  :class:`NavierStokesConfig`; :func:`generate_trajectories` makes data from a config.
+  :class:`NavierStokesConfig`; :func:`generate_trajectories` makes data from a config in
+  memory, :class:`NavierStokes` (``sciml generate navier-stokes``) the same data through
+  :func:`sciml.simulate.simulate_dataset` into a trajectory file.
 * :func:`vorticity_residual`: the residual of a stored trajectory, as Spectral-Refiner
-  measures it; :class:`NavierStokesConstraint`: the same PDE as a
+  measures it (:func:`residual_settings` reads its arguments from a file's metadata);
+  :class:`NavierStokesConstraint`: the same PDE as a
   :class:`~sciml.datasets.pde_constraint.PDEConstraint` for hard and soft constraints.
 
 Bad input is refused before any time step: a non-square grid, a field that is not
 periodic (:func:`check_periodic`), a time step over the advective limit
 :data:`CFL_LIMIT`. A run that diverges (a non-finite value, or the enstrophy growing by
-more than :data:`BLOWUP_FACTOR`) raises :class:`SimulationDiverged` naming the sample and
-the step; nothing from it is returned.
+more than :data:`BLOWUP_FACTOR`) raises :class:`~sciml.errors.SimulationDiverged` naming the
+sample and the step; nothing from it is returned. The initial vorticity of the forced flow
+is :func:`~sciml.datasets.periodic_spectral.periodic_gaussian_random_field`.
 
 References: Li et al., "Fourier Neural Operator for Parametric Partial Differential
 Equations", ICLR 2021 (the forced-flow data); Cao et al., "Spectral-Refiner: Accurate
@@ -48,43 +52,48 @@ True
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from sciml.errors import SciMLError
+from sciml.dataset_file import sample_seed
+from sciml.errors import SciMLError, SimulationDiverged
 
 from .pde_constraint import PDEConstraint
 from .periodic_spectral import (
     dealias_mask,
     derivative_symbols,
+    fft_wavenumbers,
     inverse_laplacian_symbol,
     irfft,
     laplacian_symbol,
+    periodic_gaussian_random_field,
     resample,
     rfft,
     velocity,
 )
-from .random_fields import check_grf_parameters, default_sigma
+from .random_fields import check_grf_parameters
+from .trajectory_generator import TrajectoryGenerator
 
 __all__ = [
     "CFL_LIMIT",
     "BLOWUP_FACTOR",
     "PERIODICITY_FACTOR",
-    "SimulationDiverged",
     "check_periodic",
     "max_velocity",
     "stable_time_step",
     "integrate_vorticity",
-    "periodic_gaussian_random_field",
     "mcwilliams_vorticity",
     "fno_forcing",
     "NavierStokesConfig",
     "fno_forced_flow",
     "mcwilliams_decaying",
     "generate_trajectories",
+    "NavierStokes",
+    "residual_settings",
     "vorticity_residual",
     "NavierStokesConstraint",
 ]
@@ -114,18 +123,6 @@ _SMR91_STAGES = (
     (1 / 6, 1 / 6, 3 / 4, -5 / 12),
 )
 _HOST_CHECK_EVERY = 100  # steps between host-side divergence checks (a device sync each)
-
-
-class SimulationDiverged(SciMLError):
-    """A time integration that produced non-finite values or blew up.
-
-    ``sample`` and ``step`` locate the first failure (the sample index in the batch, the
-    time step counted from 1); ``time`` is the simulated time after that step.
-    """
-
-    def __init__(self, message: str, sample: int, step: int, time: float):
-        super().__init__(message)
-        self.sample, self.step, self.time = sample, step, time
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -443,41 +440,6 @@ def integrate_vorticity(
 # ----------------------------------------------------------------------------- initial data and forcing
 
 
-def _grid_wavenumbers(shape: tuple[int, ...]) -> list[np.ndarray]:
-    return np.meshgrid(*(np.fft.fftfreq(n, d=1.0 / n) for n in shape), indexing="ij", sparse=True)
-
-
-def periodic_gaussian_random_field(shape, alpha: float, tau: float, rng, sigma: float | None = None) -> np.ndarray:
-    """One sample of FNO's periodic Gaussian random field on [0, 1)^d, at the nodes ``j / n``.
-
-    ``u(x) = Re sum_k sqrt(2) sigma (4 pi^2 |k|^2 + tau^2)^(-alpha/2) xi_k exp(2 pi i k.x)``
-    over the grid's wavenumbers ``k != 0``, with ``xi_k`` complex standard normals (real and
-    imaginary parts N(0, 1)) and ``sigma = tau^(alpha - d/2)`` by default: the ``GaussianRF``
-    of the FNO Navier-Stokes data (Li et al. 2021; alpha = 2.5, tau = 7 there), whose
-    covariance is ``2 sigma^2 (-Lap + tau^2)^(-alpha)`` on the torus. Its parameters mean
-    what they mean in :func:`~sciml.datasets.gaussian_random_field`, which samples the
-    Neumann (cosine) version and so is not periodic.
-
-    Examples
-    --------
-    >>> from sciml.datasets.navier_stokes import periodic_gaussian_random_field
-    >>> w = periodic_gaussian_random_field((32, 32), alpha=2.5, tau=7.0, rng=0)
-    >>> w.shape, bool(abs(w.mean()) < 1e-12)
-    ((32, 32), True)
-    """
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    if not shape or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in shape):
-        raise SciMLError(f"GRF shape must be a positive int or a tuple of positive ints, got {shape!r}")
-    check_grf_parameters(len(shape), alpha, tau, sigma)
-    sigma = default_sigma(alpha, tau, len(shape)) if sigma is None else sigma
-    rng = np.random.default_rng(rng)
-    k_squared = sum(k**2 for k in _grid_wavenumbers(shape))
-    amplitude = math.sqrt(2.0) * sigma * (4 * math.pi**2 * k_squared + tau**2) ** (-alpha / 2)
-    amplitude[(0,) * len(shape)] = 0.0
-    xi = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
-    return np.fft.ifftn(amplitude * xi, norm="forward").real
-
-
 def mcwilliams_vorticity(n: int, rng, peak_wavenumber: float = 4.0,
                          energy: float = 0.5 / (2 * math.pi) ** 2) -> np.ndarray:
     """A random initial vorticity ``(n, n)`` of McWilliams' (1984) decaying turbulence on [0, 1)^2.
@@ -506,7 +468,7 @@ def mcwilliams_vorticity(n: int, rng, peak_wavenumber: float = 4.0,
     peak_wavenumber = _number("peak_wavenumber", peak_wavenumber)
     energy = _number("energy", energy)
     rng = np.random.default_rng(rng)
-    kx, ky = _grid_wavenumbers((n, n))
+    kx, ky = fft_wavenumbers((n, n))
     k = np.sqrt(kx**2 + ky**2)
     spectrum = np.zeros((n, n))
     kept = (k > 0) & (2 * np.abs(kx) < n) & (2 * np.abs(ky) < n)  # no Nyquist modes: derivatives stay exact
@@ -569,7 +531,8 @@ class NavierStokesConfig:
     resolution, store_resolution : int
         Solver grid and stored grid (Fourier restriction).
     initial : str
-        ``"grf"`` (:func:`periodic_gaussian_random_field` with ``grf_alpha``, ``grf_tau``)
+        ``"grf"`` (:func:`~sciml.datasets.periodic_spectral.periodic_gaussian_random_field`
+        with ``grf_alpha``, ``grf_tau``)
         or ``"mcwilliams"`` (:func:`mcwilliams_vorticity` with ``peak_wavenumber``, ``energy``).
     forcing : str
         ``"fno"`` (:func:`fno_forcing` with ``forcing_amplitude``) or ``"none"``.
@@ -640,7 +603,8 @@ def fno_forced_flow(
 ) -> NavierStokesConfig:
     """The forced flow of the FNO benchmark (Li et al. 2021), also Spectral-Refiner's first test.
 
-    Initial vorticity from :func:`periodic_gaussian_random_field` (alpha 2.5, tau 7),
+    Initial vorticity from :func:`~sciml.datasets.periodic_spectral.periodic_gaussian_random_field`
+    (alpha 2.5, tau 7),
     forcing ``0.1 (sin 2 pi (x + y) + cos 2 pi (x + y))``, no drag, solved at 256^2 and
     stored at 64^2. Li et al. use nu = 1e-3 to t = 50, 1e-4 to t = 30, 1e-5 to t = 20, one
     frame per time unit; Spectral-Refiner uses nu = 1e-3, ``warmup_time=30``, ``frame_dt=0.2``.
@@ -655,6 +619,8 @@ def fno_forced_flow(
     >>> config.n_frames, config.steps()
     (31, (0, 1000))
     """
+    final_time, frame_dt = _number("final_time", final_time), _number("frame_dt", frame_dt)
+    warmup_time = _number("warmup_time", warmup_time, strict=False)
     n_frames = round((final_time - warmup_time) / frame_dt) + 1
     if n_frames < 3 or abs((n_frames - 1) * frame_dt - (final_time - warmup_time)) > 1e-9 * final_time:
         raise SciMLError(f"final_time - warmup_time = {final_time - warmup_time:g} must be at least two whole "
@@ -692,11 +658,75 @@ def mcwilliams_decaying(
     (0.055, (4500, 55))
     """
     n_frames = _count("n_frames", n_frames, minimum=3)
+    final_time, warmup_time = _number("final_time", final_time), _number("warmup_time", warmup_time, strict=False)
+    if final_time <= warmup_time:
+        raise SciMLError(f"final_time = {final_time:g} must exceed warmup_time = {warmup_time:g}: the frames lie "
+                         "between them")
     return NavierStokesConfig(
         name="mcwilliams-decaying", nu=nu, dt=dt, frame_dt=round((final_time - warmup_time) / (n_frames - 1), 12),
         n_frames=n_frames, warmup_time=warmup_time, resolution=resolution, store_resolution=store_resolution,
         initial="mcwilliams", peak_wavenumber=peak_wavenumber, forcing="none",
     )
+
+
+_EQUATION = "w_t + u.grad w = nu Lap w - drag w + f, u = (psi_y, -psi_x), -Lap psi = w"
+_FORCING_FORMULAS = {"fno": "{amplitude:g} (sin 2 pi (x + y) + cos 2 pi (x + y))", "none": "none"}
+
+
+def _description(config: NavierStokesConfig) -> dict:
+    """What the stored data is: equation, domain and grid, scheme (text stored with the data)."""
+    return {
+        "equation": _EQUATION,
+        "domain": "periodic unit square [0,1)^2, nodes x_j = j/n, axes (x, y) last",
+        "scheme": "pseudo-spectral, 2/3 de-aliasing, IMEX RK3/Crank-Nicolson (Spalart-Moser-Rogers 1991), "
+                  f"solved at {config.resolution}^2, stored frames are Fourier restrictions to "
+                  f"{config.store_resolution}^2",
+    }
+
+
+def _stored_forcing(config: NavierStokesConfig) -> torch.Tensor | None:
+    """The forcing on the stored grid (the Fourier restriction of the solver's), float64, or None."""
+    forcing = config.forcing_field()
+    return None if forcing is None else resample(forcing, (config.store_resolution,) * 2)
+
+
+def _initial_batch(config: NavierStokesConfig, seeds, device, dtype: torch.dtype) -> torch.Tensor:
+    """Initial vorticities ``(len(seeds), n, n)`` on the solver grid, the ``i``-th from ``default_rng(seeds[i])``."""
+    fields = [config.initial_vorticity(np.random.default_rng(int(s))) for s in seeds]
+    return torch.as_tensor(np.stack(fields), dtype=dtype, device=device)
+
+
+def _refuse_unstable(config: NavierStokesConfig, speeds: torch.Tensor, label) -> None:
+    """A one-line SciMLError, before any step, if ``config.dt`` exceeds the CFL limit for a sample
+    of initial speeds ``speeds``; ``label(i)`` names sample ``i``."""
+    n = config.resolution
+    courant = config.dt * speeds * n
+    if float(courant.max()) > CFL_LIMIT:
+        i = int(courant.argmax())
+        raise SciMLError(
+            f"time step dt = {config.dt:g} is unstable for {config.name}: Courant number dt*max|u|/dx = "
+            f"{float(courant[i]):.3g} > {CFL_LIMIT:g} ({label(i)}, max|u| = {float(speeds[i]):.3g}, dx = 1/{n}); "
+            f"use dt <= {_round_down(CFL_LIMIT / (float(speeds[i]) * n)):.3g} that divides frame_dt and warmup_time"
+        )
+
+
+def _integrate(config: NavierStokesConfig, w0: torch.Tensor, label, first: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`integrate_vorticity` of a batch under ``config``; a divergence is re-raised naming
+    ``label(first + b)`` for the batch's sample ``b`` (``first + b`` is the error's ``sample``)."""
+    warmup_steps, steps_per_frame = config.steps()
+    try:
+        return integrate_vorticity(
+            w0, dt=config.dt, n_steps=(config.n_frames - 1) * steps_per_frame, nu=config.nu,
+            forcing=config.forcing_field(), drag=config.drag, record_every=steps_per_frame,
+            warmup_steps=warmup_steps, out_resolution=config.store_resolution, cfl_limit=CFL_LIMIT,
+        )
+    except SimulationDiverged as error:
+        sample = first + error.sample
+        raise SimulationDiverged(
+            f"{config.name} {label(sample)} diverged at step {error.step} (t = {error.time:g}); reduce dt = "
+            f"{config.dt:g} or raise the resolution {config.resolution}, nothing was stored",
+            sample=sample, step=error.step, time=error.time,
+        ) from None
 
 
 def generate_trajectories(
@@ -710,10 +740,13 @@ def generate_trajectories(
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Vorticity trajectories of ``config`` for ``n_samples`` random initial conditions.
 
-    Sample ``i`` starts from ``config.initial_vorticity(numpy.random.default_rng([seed, i]))``,
-    so it does not depend on ``n_samples`` or ``batch_size``. Batches of ``batch_size``
-    samples run through :func:`integrate_vorticity` on ``device`` in ``dtype``. Every initial
-    condition is checked against :data:`CFL_LIMIT` before the first step of any batch.
+    Sample ``i`` starts from ``config.initial_vorticity(numpy.random.default_rng(s_i))`` with
+    ``s_i =`` :func:`sciml.dataset_file.sample_seed` ``(seed, i)``, the seeds
+    :func:`sciml.simulate.simulate_dataset` gives :class:`NavierStokes`, so both make the
+    same data, and it does not depend on ``n_samples`` or ``batch_size``. Batches of
+    ``batch_size`` samples run through :func:`integrate_vorticity` on ``device`` (default:
+    torch's, the CPU) in ``dtype``. Every initial condition is checked against
+    :data:`CFL_LIMIT` before the first step of any batch.
 
     Returns
     -------
@@ -722,8 +755,8 @@ def generate_trajectories(
         velocity is ``(psi_y, -psi_x)``), each ``(n_samples, n_frames, m, m)``; ``"f"`` the
         forcing ``(m, m)`` (zeros when unforced). ``m = config.store_resolution``; numpy, ``dtype``.
     attrs : dict
-        The config's fields plus ``t0`` (time of frame 0), ``seed``, ``n_samples`` and
-        ``equation``, ``domain`` and ``scheme`` descriptions: with ``frame_dt``, ``nu``,
+        The config's fields plus ``t0`` (time of frame 0), ``seed``, ``n_samples``, ``seeds``
+        and ``equation``, ``domain`` and ``scheme`` descriptions: with ``frame_dt``, ``nu``,
         ``drag`` and ``f`` everything :func:`vorticity_residual` needs.
 
     Raises
@@ -731,7 +764,7 @@ def generate_trajectories(
     SciMLError
         Bad arguments, or a time step over the CFL limit (before any work).
     SimulationDiverged
-        A diverging sample, named by its index in the data set and its step.
+        A diverging sample, named by its index in the data set (its ``sample``) and its step.
 
     Examples
     --------
@@ -749,56 +782,156 @@ def generate_trajectories(
     seed = _count("seed", seed, minimum=0)
     if dtype not in (torch.float32, torch.float64):
         raise SciMLError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-    warmup_steps, steps_per_frame = config.steps()
-    n, m = config.resolution, config.store_resolution
-    forcing = config.forcing_field()
+    seeds = [sample_seed(seed, i) for i in range(n_samples)]
+    starts = range(0, n_samples, batch_size)
 
-    def initial_batch(start: int) -> torch.Tensor:
-        stop = min(start + batch_size, n_samples)
-        fields = [config.initial_vorticity(np.random.default_rng([seed, i])) for i in range(start, stop)]
-        return torch.as_tensor(np.stack(fields), dtype=dtype, device=device)
+    def label(i: int) -> str:
+        return f"sample {i} (seed {seeds[i]})"
 
-    speeds = torch.cat([max_velocity(_dealiased(initial_batch(s))) for s in range(0, n_samples, batch_size)])
-    courant = config.dt * speeds * n
-    if float(courant.max()) > CFL_LIMIT:
-        i = int(courant.argmax())
-        raise SciMLError(
-            f"time step dt = {config.dt:g} is unstable for {config.name}: Courant number dt*max|u|/dx = "
-            f"{float(courant[i]):.3g} > {CFL_LIMIT:g} (sample {i}, max|u| = {float(speeds[i]):.3g}, dx = 1/{n}); "
-            f"use dt <= {_round_down(CFL_LIMIT / (float(speeds[i]) * n)):.3g} that divides frame_dt and warmup_time"
-        )
-
+    speeds = torch.cat([max_velocity(_dealiased(_initial_batch(config, seeds[s:s + batch_size], device, dtype)))
+                        for s in starts])
+    _refuse_unstable(config, speeds, label)
     parts: dict[str, list[np.ndarray]] = {"w": [], "psi": []}
-    for start in range(0, n_samples, batch_size):
-        try:
-            out = integrate_vorticity(
-                initial_batch(start), dt=config.dt, n_steps=(config.n_frames - 1) * steps_per_frame, nu=config.nu,
-                forcing=forcing, drag=config.drag, record_every=steps_per_frame, warmup_steps=warmup_steps,
-                out_resolution=m, cfl_limit=CFL_LIMIT,
-            )
-        except SimulationDiverged as error:
-            sample = start + error.sample
-            raise SimulationDiverged(
-                f"{config.name} sample {sample} (seed [{seed}, {sample}]) diverged at step {error.step} "
-                f"(t = {error.time:g}); reduce dt = {config.dt:g} or raise the resolution {n}, nothing was stored",
-                sample=sample, step=error.step, time=error.time,
-            ) from None
+    for start in starts:
+        out = _integrate(config, _initial_batch(config, seeds[start:start + batch_size], device, dtype), label, start)
         for name in parts:
             parts[name].append(out[name].cpu().numpy())
 
-    f = torch.zeros(m, m, dtype=dtype) if forcing is None else resample(forcing.to(dtype), (m, m))
-    arrays = {"w": np.concatenate(parts["w"]), "psi": np.concatenate(parts["psi"]), "f": f.numpy()}
-    attrs = {
-        **config.as_dict(),
-        "t0": config.warmup_time,
-        "seed": seed,
-        "n_samples": n_samples,
-        "equation": "w_t + u.grad w = nu Lap w - drag w + f, u = (psi_y, -psi_x), -Lap psi = w",
-        "domain": "periodic unit square [0,1)^2, nodes x_j = j/n, axes (x, y) last",
-        "scheme": "pseudo-spectral, 2/3 de-aliasing, IMEX RK3/Crank-Nicolson (Spalart-Moser-Rogers 1991), "
-                  "stored frames are Fourier restrictions of the solver grid",
-    }
+    m = config.store_resolution
+    f = _stored_forcing(config)
+    f = np.zeros((m, m), dtype=parts["w"][0].dtype) if f is None else f.to(dtype).numpy()
+    arrays = {"w": np.concatenate(parts["w"]), "psi": np.concatenate(parts["psi"]), "f": f}
+    attrs = {**config.as_dict(), "t0": config.warmup_time, "seed": seed, "n_samples": n_samples, "seeds": seeds,
+             **_description(config)}
     return arrays, attrs
+
+
+PRESETS = {"forced": fno_forced_flow, "decaying": mcwilliams_decaying}
+"""The presets of :class:`NavierStokes` by name: the function building each :class:`NavierStokesConfig`."""
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class NavierStokes(TrajectoryGenerator, name="navier-stokes"):
+    """Navier-Stokes vorticity trajectories for :func:`sciml.simulate.simulate_dataset` (``sciml generate``).
+
+    The data of :func:`generate_trajectories` for the preset's :class:`NavierStokesConfig`:
+    with the same root seed and batch size, ``simulate_dataset(NavierStokes(...), n, out,
+    seed=s)`` writes ``generate_trajectories(config, n, s)`` (as float32, the file's dtype).
+
+    Parameters
+    ----------
+    preset : {"forced", "decaying"}
+        :func:`fno_forced_flow` (FNO's forced flow) or :func:`mcwilliams_decaying`
+        (McWilliams' decaying turbulence).
+    dtype : {"float64", "float32"}
+        Precision of the computation.
+    **settings
+        Keywords of the preset's function (e.g. ``nu``, ``final_time``, ``frame_dt`` or
+        ``n_frames``, ``warmup_time``, ``resolution``, ``store_resolution``, ``dt``); an
+        unknown one is refused, naming the valid ones.
+
+    Notes
+    -----
+    Fields ``w`` (vorticity) and ``psi`` (stream function), ``(b, T, m, m)`` with
+    ``m = store_resolution``. Coordinates: ``time`` the frame times (the first at
+    ``warmup_time``); ``x`` and ``y`` the grid nodes ``j / m`` (the solver's nodes ``j / n``,
+    Fourier-restricted), not cell centres. :meth:`metadata` holds ``frame_dt``, ``nu``,
+    ``drag``, ``t0`` and the forcing ``f`` on the stored grid as a nested ``(m, m)`` list
+    (``None`` unforced; its formula in ``forcing_formula``), so :func:`residual_settings`
+    rebuilds :func:`vorticity_residual`'s arguments from a file alone. The whole config is
+    in ``metadata()["config"]``. The CFL check runs per batch, before its first step.
+
+    Examples
+    --------
+    >>> from sciml.datasets.navier_stokes import NavierStokes
+    >>> generator = NavierStokes(final_time=0.2, frame_dt=0.1, resolution=16, store_resolution=8, dt=0.05)
+    >>> generator.simulate([11, 12])["w"].shape, generator.coords()["time"].tolist()
+    ((2, 3, 8, 8), [0.0, 0.1, 0.2])
+    >>> NavierStokes(preset="decaying", frame_dt=0.1)
+    Traceback (most recent call last):
+    ...
+    sciml.errors.SciMLError: unknown navier-stokes setting(s) ['frame_dt'] for preset 'decaying'; valid: preset, ...
+    """
+
+    version = "1"
+
+    def __init__(self, preset: str = "forced", dtype: str = "float64", **settings):
+        if preset not in PRESETS:
+            raise SciMLError(f"unknown navier-stokes preset {preset!r}; choose one of {sorted(PRESETS)}")
+        if dtype not in _DTYPES:
+            raise SciMLError(f"navier-stokes dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        signature = inspect.signature(PRESETS[preset])
+        unknown = sorted(set(settings) - set(signature.parameters))
+        if unknown:
+            raise SciMLError(f"unknown navier-stokes setting(s) {unknown} for preset {preset!r}; valid: preset, "
+                             f"dtype, {', '.join(signature.parameters)}")
+        bound = signature.bind(**settings)
+        bound.apply_defaults()
+        self.preset, self.dtype, self.settings = preset, dtype, dict(bound.arguments)
+        self.config = PRESETS[preset](**settings)
+
+    def parameters(self) -> dict:
+        """``preset``, ``dtype`` and every keyword of the preset (defaults filled in)."""
+        return {"preset": self.preset, "dtype": self.dtype, **self.settings}
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """Frame times and the stored grid's nodes ``x_j = y_j = j / m``."""
+        warmup_steps, steps_per_frame = self.config.steps()
+        m = self.config.store_resolution
+        time = self.config.dt * (warmup_steps + steps_per_frame * np.arange(self.config.n_frames))
+        return {"time": time, "x": np.arange(m) / m, "y": np.arange(m) / m}
+
+    def metadata(self) -> dict:
+        """What :func:`vorticity_residual` needs (see Notes), the config and the descriptions."""
+        config = self.config
+        forcing = _stored_forcing(config)
+        return {"frame_dt": config.frame_dt, "nu": config.nu, "drag": config.drag, "t0": config.warmup_time,
+                "forcing": None if forcing is None else forcing.tolist(),
+                "forcing_formula": _FORCING_FORMULAS[config.forcing].format(amplitude=config.forcing_amplitude),
+                "config": config.as_dict(), **_description(config)}
+
+    def simulate(self, seeds, device=None) -> dict:
+        """``{"w", "psi"}``, each ``(len(seeds), n_frames, m, m)``; sample ``i`` from ``default_rng(seeds[i])``.
+
+        Runs on ``device`` (default: torch's, the CPU). A time step over the CFL limit for
+        any sample of the batch is refused before its first step; a diverging sample raises
+        :class:`~sciml.errors.SimulationDiverged` naming it (its index in this batch, its
+        seed) and the step.
+        """
+        seeds = [int(s) for s in seeds]
+        m = self.config.store_resolution
+        if not seeds:
+            return {name: np.zeros((0, self.config.n_frames, m, m)) for name in ("w", "psi")}
+
+        def label(b: int) -> str:
+            return f"sample {b} of this batch (seed {seeds[b]})"
+
+        w0 = _initial_batch(self.config, seeds, device, _DTYPES[self.dtype])
+        _refuse_unstable(self.config, max_velocity(_dealiased(w0)), label)
+        out = _integrate(self.config, w0, label)
+        return {name: out[name].cpu().numpy() for name in ("w", "psi")}
+
+
+def residual_settings(metadata: dict) -> dict:
+    """The keywords of :func:`vorticity_residual` for a trajectory file's data, from its metadata alone.
+
+    ``frame_dt``, ``nu``, ``drag`` and ``forcing`` (a float64 ``(m, m)`` tensor, or None).
+
+    Examples
+    --------
+    >>> from sciml.datasets.navier_stokes import NavierStokes, residual_settings
+    >>> settings = residual_settings(NavierStokes(resolution=16, store_resolution=8).metadata())
+    >>> settings["frame_dt"], settings["nu"], tuple(settings["forcing"].shape)
+    (1.0, 0.001, (8, 8))
+    """
+    missing = [key for key in ("frame_dt", "nu", "drag", "forcing") if key not in metadata]
+    if missing:
+        raise SciMLError(f"metadata lacks {missing}: pass the metadata of a navier-stokes trajectory file "
+                         "(read_trajectories(path).metadata)")
+    forcing = metadata["forcing"]
+    return {"frame_dt": float(metadata["frame_dt"]), "nu": float(metadata["nu"]), "drag": float(metadata["drag"]),
+            "forcing": None if forcing is None else torch.tensor(forcing, dtype=torch.float64)}
 
 
 # ----------------------------------------------------------------------------- residual and constraint

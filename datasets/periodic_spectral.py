@@ -11,7 +11,10 @@ polynomial ``u(x) = sum_k c_k exp(2 pi i k.x)`` through its samples (``c`` is th
   :func:`stream_function` and :func:`velocity` (``u = (psi_y, -psi_x)``, ``-Lap psi = w``);
 * :func:`resample`: exact Fourier restriction (the L2-orthogonal projection onto the
   coarser grid's trigonometric polynomials) or zero-padding interpolation;
-* :func:`negative_sobolev_norm`: ``||(alpha - Lap)^(-s/2) r||_{L2}`` by Parseval.
+* :func:`negative_sobolev_norm`: ``||(alpha - Lap)^(-s/2) r||_{L2}`` by Parseval;
+* :func:`periodic_gaussian_random_field`: FNO's periodic Gaussian random field (numpy, with
+  :func:`fft_wavenumbers`, the integer wavenumbers of the full numpy FFT layout), the initial
+  data of the Navier-Stokes and shallow-water generators.
 
 The multipliers follow the pseudo-spectral Navier-Stokes code of the FNO benchmark (Li et
 al., "Fourier Neural Operator for Parametric Partial Differential Equations", ICLR 2021)
@@ -37,9 +40,12 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from sciml.errors import SciMLError
+
+from .random_fields import check_grf_parameters, default_sigma
 
 __all__ = [
     "integer_wavenumbers",
@@ -56,6 +62,8 @@ __all__ = [
     "velocity",
     "resample",
     "negative_sobolev_norm",
+    "fft_wavenumbers",
+    "periodic_gaussian_random_field",
 ]
 
 
@@ -328,3 +336,75 @@ def negative_sobolev_norm(r, alpha: float = 1.0, s: float = 1.0, dim: int = 2) -
     multiplicity = torch.where((k_last == 0) | (2 * k_last == n_last), 1.0, 2.0).to(torch.float64)
     squared = (multiplicity * weight * (c.real**2 + c.imag**2)).sum(dim=tuple(range(-dim, 0)))
     return squared.sqrt()
+
+
+def fft_wavenumbers(shape: Sequence[int]) -> list[np.ndarray]:
+    """The integer wavenumbers of the full numpy ``fftn`` layout of a ``shape`` grid, as a sparse meshgrid.
+
+    Examples
+    --------
+    >>> from sciml.datasets.periodic_spectral import fft_wavenumbers
+    >>> kx, ky = fft_wavenumbers((4, 2))
+    >>> kx.ravel().tolist(), ky.ravel().tolist(), kx.shape, ky.shape
+    ([0.0, 1.0, -2.0, -1.0], [0.0, -1.0], (4, 1), (1, 2))
+    """
+    return np.meshgrid(*(np.fft.fftfreq(int(n), d=1.0 / int(n)) for n in shape), indexing="ij", sparse=True)
+
+
+def periodic_gaussian_random_field(shape, alpha: float, tau: float, rng, sigma: float | None = None, *,
+                                   std: float | None = None) -> np.ndarray:
+    """One sample of FNO's periodic Gaussian random field on [0, 1)^d, at the nodes ``j / n`` (numpy, float64).
+
+    ``u(x) = Re sum_k sqrt(2) sigma (4 pi^2 |k|^2 + tau^2)^(-alpha/2) xi_k exp(2 pi i k.x)``
+    over the grid's wavenumbers ``k != 0``, with ``xi_k`` complex standard normals (real and
+    imaginary parts N(0, 1)) and ``sigma = tau^(alpha - d/2)`` by default: the ``GaussianRF``
+    of the FNO Navier-Stokes data (Li et al. 2021; alpha = 2.5, tau = 7 there), whose
+    covariance is ``2 sigma^2 (-Lap + tau^2)^(-alpha)`` on the torus, so its pointwise
+    variance is ``sum_k 2 sigma^2 (4 pi^2 |k|^2 + tau^2)^(-alpha)``. Its parameters mean
+    what they mean in :func:`~sciml.datasets.gaussian_random_field`, which samples the
+    Neumann (cosine) version and so is not periodic. The field is stationary, so the same
+    values serve as samples at the cell centres ``(j + 1/2) / n`` (same law).
+
+    Parameters
+    ----------
+    shape : int or sequence of int
+        Grid points per axis, any dimension.
+    alpha, tau, sigma : float
+        Smoothness (> d/2), inverse length scale and amplitude, as above. On a box of
+        side ``L`` the covariance ``(-Lap_L + tau^2)^(-alpha)`` is that of the unit box with
+        ``tau L`` (up to a constant factor, which ``std`` removes).
+    rng : numpy.random.Generator or int
+        Source of the normals, or a seed for one.
+    std : float, optional
+        Scale the field to this pointwise standard deviation instead (then ``sigma`` must
+        not be given): the same field at every resolution, not FNO's tau-dependent amplitude.
+
+    Examples
+    --------
+    >>> from sciml.datasets.periodic_spectral import periodic_gaussian_random_field
+    >>> w = periodic_gaussian_random_field((32, 32), alpha=2.5, tau=7.0, rng=0)
+    >>> w.shape, bool(abs(w.mean()) < 1e-12)
+    ((32, 32), True)
+    """
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if not shape or any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in shape):
+        raise SciMLError(f"GRF shape must be a positive int or a tuple of positive ints, got {shape!r}")
+    check_grf_parameters(len(shape), alpha, tau, sigma)
+    if std is not None:
+        if sigma is not None:
+            raise SciMLError("give the GRF amplitude as sigma or as std (pointwise standard deviation), not both")
+        if isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(std) or std <= 0:
+            raise SciMLError(f"GRF std (pointwise standard deviation) must be a finite number > 0, got {std!r}")
+    sigma = default_sigma(alpha, tau, len(shape)) if sigma is None else sigma
+    rng = np.random.default_rng(rng)
+    k_squared = sum(k**2 for k in fft_wavenumbers(shape))
+    amplitude = math.sqrt(2.0) * sigma * (4 * math.pi**2 * k_squared + tau**2) ** (-alpha / 2)
+    amplitude[(0,) * len(shape)] = 0.0
+    if std is not None:
+        variance = float((amplitude**2).sum())  # pointwise variance: sum_k amplitude_k^2
+        if variance == 0.0:
+            raise SciMLError(f"a GRF on the grid {shape} has no mode but the mean; use at least 2 points on an axis")
+        amplitude *= std / math.sqrt(variance)
+    xi = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    return np.fft.ifftn(amplitude * xi, norm="forward").real

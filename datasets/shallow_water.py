@@ -25,8 +25,8 @@ above it is refused before any step, and adaptive steps use ``cfl`` / r, shorten
 that they land exactly on the frame times. Each sample takes its own steps, so a
 trajectory does not depend on the other samples in its batch. A non-finite state, a depth h <= 0, a rate that grows more
 than ``blowup_factor`` times its initial value, or a fixed ``dt`` whose CFL number
-grows past the limit stops the run with a :class:`~sciml.errors.SciMLError` that names the
-sample and the step; nothing is returned for a diverged run.
+grows past the limit stops the run with a :class:`~sciml.errors.SimulationDiverged` that names
+the sample and the step; nothing is returned for a diverged run.
 
 Why primitive variables: with them the face velocity is bounded by the neighbouring cell
 velocities, which is what makes r a bound for the fluxes (reconstructing h u can give
@@ -34,7 +34,8 @@ large face velocities where h is small). A lake at rest (constant h, u = 0)
 gives equal fluxes on every face and stays at rest exactly; mass and, without Coriolis,
 momentum are conserved to rounding because the fluxes telescope on the periodic grid.
 
-The benchmark preset (:class:`ShallowWaterConfig`, :func:`generate_trajectories`)
+The benchmark preset (:class:`ShallowWaterConfig`, :func:`generate_trajectories` in memory,
+:class:`ShallowWater` for ``sciml generate shallow-water`` through :func:`sciml.simulate.simulate_dataset`)
 follows PDEArena's ShallowWater-2D (Gupta & Brandstetter, "Towards Multi-spatiotemporal-
 scale Generalized PDE Modeling", TMLR 2023), also used by SineNet (Zhang et al., ICLR
 2024), in spirit: random initial states evolved by the nonlinear shallow-water equations,
@@ -73,14 +74,17 @@ import numpy as np
 import torch
 
 from sciml.dataset_file import sample_seed
-from sciml.errors import SciMLError, UnknownNameError
+from sciml.errors import SciMLError, SimulationDiverged, UnknownNameError
 
+from .periodic_spectral import gradient, periodic_gaussian_random_field
 from .problem import SPATIAL_DIMS, check_number
+from .trajectory_generator import TrajectoryGenerator
 
 __all__ = [
     "CFL_LIMIT",
     "FLUXES",
     "LIMITERS",
+    "ShallowWater",
     "ShallowWaterConfig",
     "check_initial_state",
     "generate_trajectories",
@@ -94,7 +98,7 @@ CFL_LIMIT = 0.5
 """Largest CFL number dt * r (see :func:`signal_rate`) the scheme is run at."""
 
 VELOCITY_NAMES = ("u", "v", "w")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the random-field initial states come from periodic_spectral's GRF sampler
 
 
 # ----------------------------------------------------------------------------- limiters
@@ -373,7 +377,7 @@ def simulate_shallow_water(
     flux: str = "hll",
     blowup_factor: float = 100.0,
     periodic_jump_ratio: float = 10.0,
-    sample_ids: Sequence[int] | None = None,
+    sample_ids: Sequence[int | str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Evolve a batch of periodic shallow-water states and record them at ``frame_times``.
 
@@ -403,8 +407,8 @@ def simulate_shallow_water(
         A sample whose signal rate grows past this multiple of its initial rate has blown up.
     periodic_jump_ratio : float
         Tolerance of the periodicity test of :func:`check_initial_state`.
-    sample_ids : sequence of int, optional
-        Names of the samples in error messages (default 0..batch-1).
+    sample_ids : sequence of int or str, optional
+        Names of the samples in error messages (default 0..batch-1): ``sample {id}``.
 
     Returns
     -------
@@ -416,9 +420,11 @@ def simulate_shallow_water(
     Raises
     ------
     SciMLError
-        For bad input or settings, an unstable ``dt`` (before any step), or a run that
-        diverges (non-finite values, h <= 0, blow-up, or a fixed dt that becomes unstable),
-        naming the sample, the step and the time.
+        For bad input or settings, or an unstable ``dt`` (before any step).
+    SimulationDiverged
+        For a run that diverges (non-finite values, h <= 0, blow-up, or a fixed dt that
+        becomes unstable), naming the sample, the step and the time; its ``sample`` is the
+        sample's index in the batch.
 
     Examples
     --------
@@ -440,7 +446,7 @@ def simulate_shallow_water(
     _pick("flux", flux, FLUXES)
     if coriolis and dim != 2:
         raise SciMLError(f"a Coriolis parameter needs a 2-D shallow-water state, got {dim}-D; set coriolis=0")
-    ids = list(range(batch)) if sample_ids is None else [int(i) for i in sample_ids]
+    ids = list(range(batch)) if sample_ids is None else [i if isinstance(i, str) else int(i) for i in sample_ids]
     if len(ids) != batch:
         raise SciMLError(f"sample_ids has {len(ids)} entries for a batch of {batch}; give one id per sample")
 
@@ -480,7 +486,7 @@ def simulate_shallow_water(
             advanced = _ssp_rk2_step(current[on_device], step_dt.to(device, state.dtype), rhs)
             steps[active] += 1
             rate[active] = _check_step(advanced, widths, gravity, coriolis, blowup_factor * initial_rate[active],
-                                       fixed_dt, [ids[i] for i in active.tolist()], steps[active],
+                                       fixed_dt, active.tolist(), [ids[i] for i in active.tolist()], steps[active],
                                        time[active] + step_dt)
             current[on_device] = advanced
             landing = counts == 1
@@ -497,7 +503,7 @@ def _blowup_factor(value) -> float:
     return factor
 
 
-def _refuse_unstable_dt(dt: float, rate: torch.Tensor, ids: Sequence[int]) -> None:
+def _refuse_unstable_dt(dt: float, rate: torch.Tensor, ids: Sequence[int | str]) -> None:
     """A one-line SciMLError when dt times the largest per-sample signal rate exceeds CFL_LIMIT."""
     worst = int(torch.argmax(rate))
     if dt * float(rate[worst]) > CFL_LIMIT:
@@ -509,9 +515,10 @@ def _refuse_unstable_dt(dt: float, rate: torch.Tensor, ids: Sequence[int]) -> No
         )
 
 
-def _check_step(state, widths, gravity, coriolis, blowup_rate, fixed_dt, ids, steps, times) -> torch.Tensor:
-    """The new per-sample signal rate (CPU float64) of a just-advanced batch, or a SciMLError naming
-    the first sample that is non-finite, has h <= 0, has blown up or makes a fixed dt unstable."""
+def _check_step(state, widths, gravity, coriolis, blowup_rate, fixed_dt, positions, ids, steps, times) -> torch.Tensor:
+    """The new per-sample signal rate (CPU float64) of a just-advanced batch, or a SimulationDiverged
+    naming the first sample that is non-finite, has h <= 0, has blown up or makes a fixed dt unstable
+    (its ``sample`` is the sample's position in the whole batch, ``positions[i]`` for row ``i``)."""
     summary = torch.stack([torch.isfinite(state).flatten(1).all(dim=1).to(state.dtype),
                            state[:, 0].flatten(1).amin(dim=1),
                            signal_rate(state, widths, gravity, coriolis)]).cpu().to(torch.float64)  # one transfer
@@ -536,7 +543,8 @@ def _check_step(state, widths, gravity, coriolis, blowup_rate, fixed_dt, ids, st
                     f"use a smaller dt or adaptive steps")
         if not bool(positive[i]):
             what += "; lower cfl or dt, or the initial amplitudes"
-        raise SciMLError(f"shallow-water run diverged in {where}: {what} (nothing was stored)")
+        raise SimulationDiverged(f"shallow-water run diverged in {where}: {what} (nothing was stored)",
+                                 sample=positions[i], step=int(steps[i]), time=float(times[i]))
     return rate
 
 
@@ -564,8 +572,9 @@ class ShallowWaterConfig:
       (1 - max_bumps bump_amplitude) H > 0);
       ``"grf"``: mean depth times 1 + a periodic Gaussian random field of covariance
       proportional to (-Laplacian + tau^2)^(-alpha) (the periodic family of FNO's
-      Navier-Stokes initial vorticity, alpha = 2.5, tau = 7), without its mean and, unlike
-      FNO's tau-dependent amplitude, scaled to pointwise standard deviation
+      Navier-Stokes initial vorticity, alpha = 2.5, tau = 7, drawn by
+      :func:`~sciml.datasets.periodic_spectral.periodic_gaussian_random_field`), without its
+      mean and, unlike FNO's tau-dependent amplitude, scaled to pointwise standard deviation
       ``grf_amplitude`` at every resolution.
     Initial velocity (``velocity``): ``"rest"``; ``"grf"``, each component an independent
     periodic GRF with the same spectrum and standard deviation ``velocity_amplitude``
@@ -709,30 +718,12 @@ def _cell_centres(config: ShallowWaterConfig) -> list[np.ndarray]:
 
 
 def _periodic_random_field(config: ShallowWaterConfig, rng: np.random.Generator) -> np.ndarray:
-    """Zero-mean periodic GRF of covariance (-Laplacian + tau^2)^(-alpha) with unit pointwise variance.
-
-    Filtering white noise xi on the grid by the Fourier multiplier sqrt(lambda_k) gives a
-    real field whose covariance is the circulant matrix of eigenvalues lambda_k, so its
-    pointwise variance is mean_k lambda_k; dividing by its square root gives unit variance
-    at every resolution (lambda_0 = 0 removes the mean).
-    """
-    shape = config.grid_shape
-    wavenumbers = np.meshgrid(*(np.fft.fftfreq(n, d=1.0 / n) for n in shape), indexing="ij", sparse=True)
-    laplacian = sum((2 * np.pi * k / config.length) ** 2 for k in wavenumbers)
-    spectrum = (laplacian + config.grf_tau ** 2) ** (-config.grf_alpha)
-    spectrum[(0,) * len(shape)] = 0.0
-    filtered = np.fft.ifftn(np.sqrt(spectrum) * np.fft.fftn(rng.standard_normal(shape))).real
-    return filtered / math.sqrt(spectrum.mean())
-
-
-def _spectral_derivative(field: np.ndarray, axis: int, length: float) -> np.ndarray:
-    """d/dx_axis of the trigonometric interpolant of a periodic field (Nyquist mode dropped)."""
-    n = field.shape[axis]
-    wavenumbers = np.fft.fftfreq(n, d=1.0 / n)
-    if n % 2 == 0:
-        wavenumbers[n // 2] = 0.0
-    factor = (2j * np.pi / length * wavenumbers).reshape([-1 if i == axis else 1 for i in range(field.ndim)])
-    return np.fft.ifftn(factor * np.fft.fftn(field)).real
+    """Zero-mean periodic GRF on the box of covariance proportional to (-Laplacian + tau^2)^(-alpha), unit
+    pointwise variance: :func:`~sciml.datasets.periodic_spectral.periodic_gaussian_random_field` with
+    ``tau L`` on the unit box (the same covariance up to a factor, which ``std=1`` removes), taken at the
+    cell centres (the field is stationary, so its law there is the law at the nodes)."""
+    return periodic_gaussian_random_field(config.grid_shape, config.grf_alpha, config.grf_tau * config.length, rng,
+                                          std=1.0)
 
 
 def initial_state(config: ShallowWaterConfig, rng: np.random.Generator) -> np.ndarray:
@@ -765,19 +756,61 @@ def initial_state(config: ShallowWaterConfig, rng: np.random.Generator) -> np.nd
         velocity = [scale * _periodic_random_field(config, rng) for _ in range(dim)]
     else:
         ratio = config.gravity / config.coriolis
-        velocity = [-ratio * _spectral_derivative(height, 1, length), ratio * _spectral_derivative(height, 0, length)]
+        dh_dx, dh_dy = (derivative.numpy() / length for derivative in gradient(torch.from_numpy(height), dim=2))
+        velocity = [-ratio * dh_dy, ratio * dh_dx]
     return np.stack([height] + [height * u for u in velocity])
+
+
+def _device(device) -> torch.device:
+    """``device``, or CUDA when available and None was given; a CUDA device without CUDA is refused."""
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SciMLError(f"device {str(device)!r} was asked for but CUDA is not available here; use device='cpu'")
+    return device
+
+
+def _initial_states(config: ShallowWaterConfig, seeds: Sequence[int]) -> np.ndarray:
+    """``(len(seeds), 1 + d, *grid)`` initial states, the ``i``-th drawn from ``default_rng(seeds[i])``."""
+    return np.stack([initial_state(config, np.random.default_rng(int(s))) for s in seeds])
+
+
+def _simulate(config: ShallowWaterConfig, initial: np.ndarray, device: torch.device,
+              sample_ids) -> tuple[dict, np.ndarray]:
+    """One batch: ``({"h", "u", ...}: (b, n_frames, *grid) float64, steps (b,))``; see simulate_shallow_water."""
+    batch = torch.as_tensor(initial, dtype=torch.float64, device=device)
+    frames, taken = simulate_shallow_water(
+        batch, config.frame_times, config.spacing, gravity=config.gravity, coriolis=config.coriolis,
+        cfl=config.cfl, dt=config.dt, limiter=config.limiter, flux=config.flux,
+        blowup_factor=config.blowup_factor, sample_ids=sample_ids)
+    frames = frames.cpu().numpy()
+    fields = {"h": frames[:, :, 0]}
+    fields.update({name: frames[:, :, 1 + axis] / frames[:, :, 0] for axis, name in enumerate(config.field_names[1:])})
+    return fields, taken.numpy()
+
+
+def _description(config: ShallowWaterConfig) -> dict:
+    """What the stored data is: equation, domain and grid, scheme (text stored with the data)."""
+    return {
+        "equation": ("h_t + div(h u) = 0, (h u)_t + div(h u u) + grad(g h^2 / 2) = f (h v, -h u) (2-D), flat bottom; "
+                     "h is the cell average of depth, u, v the cell-averaged momenta divided by h"),
+        "domain": (f"periodic box [0, {config.length:g})^{len(config.grid_shape)}, cell centres "
+                   f"x_i = (i + 1/2) length / n, axes ({', '.join(SPATIAL_DIMS[:len(config.grid_shape)])}) last"),
+        "scheme": (f"periodic finite volumes, MUSCL ({config.limiter} limiter on h, u) with the {config.flux} flux, "
+                   f"SSP-RK2, " + (f"fixed dt={config.dt:g}" if config.dt is not None else f"adaptive dt at CFL "
+                                   f"{config.cfl:g}")),
+    }
 
 
 def generate_trajectories(config, n_samples: int, seed: int, device=None) -> tuple[dict[str, np.ndarray], dict]:
     """Random shallow-water trajectories of the benchmark, batched over samples.
 
     Sample ``i`` starts from :func:`initial_state` drawn with the seed
-    :func:`~sciml.dataset_file.sample_seed` ``(seed, i)`` and takes its own adaptive (or
+    :func:`~sciml.dataset_file.sample_seed` ``(seed, i)`` (as :func:`sciml.simulate.simulate_dataset`
+    does with :class:`ShallowWater`, which gives the same data) and takes its own adaptive (or
     the fixed) steps, so it is the same whatever ``n_samples`` and ``batch_size`` are.
     All initial states are drawn and checked (positive depth, stable ``dt``) before any
-    time step; a run that diverges raises a :class:`~sciml.errors.SciMLError` naming the
-    sample and the step, and nothing is returned.
+    time step; a run that diverges raises :class:`~sciml.errors.SimulationDiverged` naming the
+    sample (``sample``: its index in the data set) and the step, and nothing is returned.
 
     Parameters
     ----------
@@ -811,10 +844,8 @@ def generate_trajectories(config, n_samples: int, seed: int, device=None) -> tup
         raise SciMLError(f"n_samples must be a positive integer, got {n_samples!r}")
     if not _is_int(seed) or seed < 0:
         raise SciMLError(f"seed must be a non-negative integer, got {seed!r}")
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SciMLError(f"device {str(device)!r} was asked for but CUDA is not available here; use device='cpu'")
-    initial = np.stack([initial_state(config, np.random.default_rng(sample_seed(seed, i))) for i in range(n_samples)])
+    device = _device(device)
+    initial = _initial_states(config, [sample_seed(seed, i) for i in range(n_samples)])
     initial_tensor = check_initial_state(torch.from_numpy(initial))
     if config.dt is not None:   # refuse an unstable dt for any sample before integrating the first batch
         _refuse_unstable_dt(config.dt, signal_rate(initial_tensor, config.spacing, config.gravity, config.coriolis),
@@ -825,33 +856,98 @@ def generate_trajectories(config, n_samples: int, seed: int, device=None) -> tup
     steps = np.empty(n_samples, dtype=np.int64)
     for start in range(0, n_samples, config.batch_size):
         stop = min(start + config.batch_size, n_samples)
-        batch = torch.as_tensor(initial[start:stop], dtype=torch.float64, device=device)
-        frames, taken = simulate_shallow_water(
-            batch, config.frame_times, config.spacing, gravity=config.gravity, coriolis=config.coriolis,
-            cfl=config.cfl, dt=config.dt, limiter=config.limiter, flux=config.flux,
-            blowup_factor=config.blowup_factor, sample_ids=range(start, stop))
-        frames = frames.cpu().numpy()
-        arrays["h"][start:stop] = frames[:, :, 0]
-        for axis, name in enumerate(names[1:]):
-            arrays[name][start:stop] = frames[:, :, 1 + axis] / frames[:, :, 0]
-        steps[start:stop] = taken.numpy()
+        try:
+            fields, steps[start:stop] = _simulate(config, initial[start:stop], device, range(start, stop))
+        except SimulationDiverged as error:
+            raise SimulationDiverged(str(error), sample=start + error.sample, step=error.step,
+                                     time=error.time) from None
+        for name in names:
+            arrays[name][start:stop] = fields[name]
     attrs = {
         "generator": "shallow-water",
         "generator_version": GENERATOR_VERSION,
         "config": config.to_dict(),
         "root_seed": int(seed),
         "n_samples": int(n_samples),
-        "equation": ("h_t + div(h u) = 0, (h u)_t + div(h u u) + grad(g h^2 / 2) = f (h v, -h u) (2-D), flat bottom; "
-                     "h is the cell average of depth, u, v the cell-averaged momenta divided by h"),
-        "domain": (f"periodic box [0, {config.length:g})^{len(config.grid_shape)}, cell centres "
-                   f"x_i = (i + 1/2) length / n, axes ({', '.join(SPATIAL_DIMS[:len(config.grid_shape)])}) last"),
         "fields": list(names),
         "times": config.frame_times,
         "spacing": list(config.spacing),
         **{SPATIAL_DIMS[axis]: x.ravel().tolist() for axis, x in enumerate(_cell_centres(config))},
         "n_steps": steps.tolist(),
-        "scheme": (f"periodic finite volumes, MUSCL ({config.limiter} limiter on h, u) with the {config.flux} flux, "
-                   f"SSP-RK2, " + (f"fixed dt={config.dt:g}" if config.dt is not None else f"adaptive dt at CFL "
-                                   f"{config.cfl:g}")),
+        **_description(config),
     }
     return arrays, attrs
+
+
+_DRIVER_SETTINGS = ("batch_size", "dtype")  # the driver batches; the trajectory file stores float32
+
+
+class ShallowWater(TrajectoryGenerator, name="shallow-water"):
+    """Shallow-water trajectories for :func:`sciml.simulate.simulate_dataset` (``sciml generate shallow-water``).
+
+    The data of :func:`generate_trajectories`: with the same root seed,
+    ``simulate_dataset(ShallowWater(**settings), n, out, seed=s)`` writes
+    ``generate_trajectories(settings, n, s)`` (as float32, the file's dtype).
+
+    Parameters
+    ----------
+    **settings
+        The fields of :class:`ShallowWaterConfig` except ``batch_size`` and ``dtype`` (the
+        driver's ``generate.batch_size`` batches, the file stores float32; the integration
+        is float64); an unknown one is refused, naming the valid ones.
+
+    Notes
+    -----
+    Fields ``h`` (depth) and ``u``, ``v`` (``w`` in 3-D; momentum / depth), each
+    ``(b, n_frames, *grid)``. Coordinates: ``time`` the frame times ``k frame_interval``;
+    ``x``, ``y`` the cell centres ``(i + 1/2) length / n`` (finite volumes: the values are
+    cell averages), not grid nodes. An unstable fixed ``dt`` is refused per batch before
+    its first step; a diverging sample raises :class:`~sciml.errors.SimulationDiverged`
+    naming it (index in this batch, seed) and the step. The number of steps each sample took
+    (``n_steps`` of :func:`generate_trajectories`) is not stored.
+
+    Examples
+    --------
+    >>> from sciml.datasets.shallow_water import ShallowWater
+    >>> generator = ShallowWater(resolution=8, n_frames=3, frame_interval=0.02)
+    >>> sorted(generator.simulate([1, 2], device="cpu")), generator.coords()["x"][:2].tolist()
+    (['h', 'u', 'v'], [0.0625, 0.1875])
+    """
+
+    version = str(GENERATOR_VERSION)
+
+    def __init__(self, **settings):
+        valid = [f.name for f in dataclasses.fields(ShallowWaterConfig) if f.name not in _DRIVER_SETTINGS]
+        unknown = sorted(set(settings) - set(valid))
+        if unknown:
+            raise SciMLError(f"unknown shallow-water setting(s) {unknown}; valid: {', '.join(valid)}")
+        self.config = ShallowWaterConfig(**settings)
+
+    def parameters(self) -> dict:
+        """Every setting of the config (defaults filled in) but ``batch_size`` and ``dtype``."""
+        return {k: v for k, v in self.config.to_dict().items() if k not in _DRIVER_SETTINGS}
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """Frame times and the cell centres per axis."""
+        centres = {SPATIAL_DIMS[axis]: x.ravel() for axis, x in enumerate(_cell_centres(self.config))}
+        return {"time": np.asarray(self.config.frame_times), **centres}
+
+    def metadata(self) -> dict:
+        """Gravity, Coriolis parameter, mean depth, box length, spacing, frame interval and the descriptions."""
+        config = self.config
+        return {"gravity": config.gravity, "coriolis": config.coriolis, "mean_depth": config.mean_depth,
+                "length": config.length, "spacing": list(config.spacing), "frame_interval": config.frame_interval,
+                **_description(config)}
+
+    def simulate(self, seeds, device=None) -> dict:
+        """``{"h", "u", ...}``, float64 ``(len(seeds), n_frames, *grid)``; sample ``i`` from ``default_rng(seeds[i])``.
+
+        Runs on ``device`` (default CUDA when available, else CPU).
+        """
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            return {name: np.zeros((0, self.config.n_frames, *self.config.grid_shape))
+                    for name in self.config.field_names}
+        labels = [f"{b} of this batch (seed {s})" for b, s in enumerate(seeds)]
+        fields, _ = _simulate(self.config, _initial_states(self.config, seeds), _device(device), labels)
+        return fields

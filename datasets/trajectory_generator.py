@@ -8,7 +8,8 @@ name, like the steady problems, so ``sciml generate NAME`` finds them.
 Examples
 --------
 >>> from sciml.datasets.trajectory_generator import TRAJECTORY_GENERATORS
->>> "navier-stokes" in TRAJECTORY_GENERATORS.names()       # doctest: +SKIP
+>>> import sciml.datasets
+>>> "navier-stokes" in TRAJECTORY_GENERATORS.names()
 True
 """
 

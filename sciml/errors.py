@@ -23,3 +23,19 @@ class DataFileError(SciMLError):
 
 class ConvergenceError(SciMLError):
     """An iterative method that did not reach its tolerance."""
+
+
+class SimulationDiverged(SciMLError):
+    """A time integration that produced non-finite values or blew up; nothing of it is returned.
+
+    ``sample`` and ``step`` locate the first failure (the sample's index in the batch the
+    integrator was given, unless the raiser documents otherwise, and the time step counted
+    from 1); ``time`` is the simulated time after that step.
+    """
+
+    def __init__(self, message: str, sample: int, step: int, time: float):
+        super().__init__(message)
+        self.sample, self.step, self.time = sample, step, time
+
+    def __reduce__(self):  # keep the location when pickled (e.g. sent back from a worker process)
+        return type(self), (str(self), self.sample, self.step, self.time)

@@ -1,15 +1,17 @@
 """The 2-D Navier-Stokes generator: exact solutions, order of accuracy, invariants, residual, refusals."""
 
 import math
+import re
 
 import numpy as np
 import pytest
 import torch
 
 import sciml.datasets.navier_stokes as ns
+from sciml.dataset_file import sample_seed
 from sciml.datasets.navier_stokes import (
+    NavierStokes,
     NavierStokesConstraint,
-    SimulationDiverged,
     fno_forced_flow,
     fno_forcing,
     generate_trajectories,
@@ -17,7 +19,7 @@ from sciml.datasets.navier_stokes import (
     max_velocity,
     mcwilliams_decaying,
     mcwilliams_vorticity,
-    periodic_gaussian_random_field,
+    residual_settings,
     stable_time_step,
     vorticity_residual,
 )
@@ -25,11 +27,14 @@ from sciml.datasets.periodic_spectral import (
     gradient,
     laplacian,
     negative_sobolev_norm,
+    periodic_gaussian_random_field,
     resample,
     stream_function,
     velocity,
 )
-from sciml.errors import SciMLError
+from sciml.errors import SciMLError, SimulationDiverged
+from sciml.simulate import simulate_dataset
+from sciml.trajectory_file import read_trajectories
 
 
 @pytest.fixture(autouse=True)
@@ -223,8 +228,8 @@ def test_generator_reports_a_diverging_sample(monkeypatch):
     with pytest.raises(SimulationDiverged) as error:
         generate_trajectories(config, n_samples=4, seed=0, batch_size=2)
     message = one_line(error)
-    assert f"sample {error.value.sample} " in message and f"step {error.value.step} " in message
-    assert "nothing was stored" in message
+    assert f"sample {error.value.sample} (seed {sample_seed(0, error.value.sample)})" in message
+    assert f"step {error.value.step} " in message and "nothing was stored" in message
 
 
 def test_non_periodic_and_non_square_input_is_refused():
@@ -289,6 +294,10 @@ def test_periodic_grf_has_the_fno_covariance():
     variance = 2 * tau ** (2 * alpha - 2) * eigenvalues.sum()  # 2 sigma^2 sum_k lambda_k, sigma = tau^(alpha - 1)
     assert samples.var() == pytest.approx(variance, rel=0.1)
     assert np.allclose(periodic_gaussian_random_field((n, n), alpha, tau, rng=3), samples[3])
+    scaled = periodic_gaussian_random_field((n, n), alpha, tau, rng=3, std=0.5)   # same draws, pointwise std 0.5
+    assert np.allclose(scaled, samples[3] * 0.5 / math.sqrt(variance), rtol=1e-12, atol=0)
+    with pytest.raises(SciMLError, match="sigma or as std"):
+        periodic_gaussian_random_field((n, n), alpha, tau, rng=3, sigma=1.0, std=0.5)
 
 
 def test_mcwilliams_initial_energy_and_spectrum_peak():
@@ -312,7 +321,8 @@ def test_generate_trajectories_shapes_attrs_and_reproducibility():
     assert np.allclose(arrays["psi"], stream_function(torch.as_tensor(arrays["w"])).numpy(), atol=1e-12)
     again, _ = generate_trajectories(config, n_samples=2, seed=5, batch_size=1)
     assert np.array_equal(again["w"], arrays["w"][:2])
-    w0 = config.initial_vorticity(np.random.default_rng([5, 2]))
+    assert attrs["seeds"] == [sample_seed(5, i) for i in range(3)]
+    w0 = config.initial_vorticity(np.random.default_rng(sample_seed(5, 2)))
     assert np.allclose(arrays["w"][2, 0], resample(torch.as_tensor(w0), (8, 8)).numpy(), atol=1e-12)
     other, _ = generate_trajectories(config, n_samples=1, seed=6)
     assert not np.allclose(other["w"][0], arrays["w"][0])
@@ -324,7 +334,8 @@ def test_generation_after_warmup_continues_the_solver_run():
     arrays, attrs = generate_trajectories(config, n_samples=2, seed=1, dtype=torch.float32)
     assert attrs["t0"] == 0.05 and attrs["frame_dt"] == 0.05 and arrays["w"].dtype == np.float32
     assert not arrays["f"].any()
-    w0 = torch.as_tensor(np.stack([config.initial_vorticity(np.random.default_rng([1, i])) for i in range(2)]))
+    rngs = [np.random.default_rng(sample_seed(1, i)) for i in range(2)]
+    w0 = torch.as_tensor(np.stack([config.initial_vorticity(rng) for rng in rngs]))
     direct = integrate_vorticity(w0, dt=0.01, n_steps=15, nu=config.nu, record_every=5, out_resolution=8)
     assert np.allclose(arrays["w"], direct["w"][:, 1:].numpy(), atol=1e-4 * float(direct["w"].abs().max()))
 
@@ -340,3 +351,57 @@ def test_presets_and_bad_configs():
         integrate_vorticity(smooth_vorticity(1, 16, 1.0), dt=1e-3, n_steps=5, nu=1e-3, record_every=2)
     assert max_velocity(torch.zeros(2, 8, 8, dtype=torch.float64)).tolist() == [0.0, 0.0]
     assert gradient(torch.zeros(8, 8, dtype=torch.float64))[0].shape == (8, 8)
+
+
+# ----------------------------------------------------------------------------- the registered generator
+
+
+def test_generator_writes_what_generate_trajectories_returns(tmp_path):
+    settings = dict(final_time=0.2, frame_dt=0.1, resolution=16, store_resolution=8, dt=0.025)
+    arrays, attrs = generate_trajectories(fno_forced_flow(**settings), n_samples=3, seed=4, batch_size=2)
+    generator = NavierStokes(**settings)
+    data = read_trajectories(simulate_dataset(generator, 3, tmp_path / "ns.nc", seed=4, batch_size=2))
+    for name in ("w", "psi"):
+        assert np.array_equal(data.fields[name], arrays[name].astype(np.float32))
+    assert data.seeds.tolist() == attrs["seeds"]
+    assert np.allclose(data.coords["time"], [0.0, 0.1, 0.2], rtol=0, atol=1e-15)
+    assert np.array_equal(data.coords["x"], np.arange(8) / 8) and np.array_equal(data.coords["y"], data.coords["x"])
+    assert data.attrs["pde_parameters"] == {"preset": "forced", "dtype": "float64", "nu": 1e-3, "warmup_time": 0.0,
+                                            **settings}
+    assert NavierStokes(**data.attrs["pde_parameters"]).config == generator.config
+    settings_from_file = residual_settings(data.metadata)
+    assert np.array_equal(settings_from_file["forcing"].numpy(), arrays["f"])
+    assert (settings_from_file["frame_dt"], settings_from_file["nu"], settings_from_file["drag"]) == \
+        (attrs["frame_dt"], attrs["nu"], attrs["drag"])
+
+
+def test_generator_settings_are_checked():
+    with pytest.raises(SciMLError, match=r"unknown navier-stokes setting\(s\) \['n_frames'\] for preset 'forced'; "
+                                         r"valid: preset, dtype, nu, final_time, frame_dt") as error:
+        NavierStokes(n_frames=3)
+    one_line(error)
+    with pytest.raises(SciMLError, match="unknown navier-stokes preset 'kolmogorov'") as error:
+        NavierStokes(preset="kolmogorov")
+    one_line(error)
+    with pytest.raises(SciMLError, match="final_time must be a number, got 'long'") as error:
+        NavierStokes(final_time="long")
+    one_line(error)
+    decaying = NavierStokes(preset="decaying", dtype="float32", n_frames=3, warmup_time=0.0, final_time=0.1,
+                            resolution=16, store_resolution=8, dt=0.01)
+    assert decaying.metadata()["forcing"] is None and decaying.metadata()["forcing_formula"] == "none"
+    out = decaying.simulate([3])
+    assert out["w"].dtype == np.float32 and out["w"].shape == (1, 3, 8, 8)
+
+
+def test_generator_refuses_an_unstable_step_and_names_a_diverging_sample(monkeypatch):
+    settings = dict(preset="decaying", resolution=16, store_resolution=8, warmup_time=0.0, n_frames=3)
+    with pytest.raises(SciMLError, match="unstable for mcwilliams-decaying") as error:
+        NavierStokes(final_time=0.5, dt=0.25, **settings).simulate([7, 8])
+    b, seed = (int(i) for i in re.search(r"\(sample (\d) of this batch \(seed (\d)\),", one_line(error)).groups())
+    assert seed == [7, 8][b]
+    monkeypatch.setattr(ns, "CFL_LIMIT", 1e9)
+    with pytest.raises(SimulationDiverged) as error:
+        NavierStokes(final_time=40.0, dt=1.0, **settings).simulate([7, 8])
+    message = one_line(error)
+    b = error.value.sample
+    assert f"sample {b} of this batch (seed {[7, 8][b]}) diverged at step {error.value.step} " in message

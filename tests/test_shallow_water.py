@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import sciml.datasets.shallow_water as sw
+from sciml.dataset_file import sample_seed
 from sciml.datasets.shallow_water import (
     CFL_LIMIT,
+    ShallowWater,
     ShallowWaterConfig,
     check_initial_state,
     generate_trajectories,
@@ -18,7 +20,9 @@ from sciml.datasets.shallow_water import (
     signal_rate,
     simulate_shallow_water,
 )
-from sciml.errors import SciMLError
+from sciml.errors import SciMLError, SimulationDiverged
+from sciml.simulate import simulate_dataset
+from sciml.trajectory_file import read_trajectories
 
 SCHEMES = [("mc", "hll"), ("minmod", "rusanov")]
 
@@ -191,9 +195,10 @@ def test_generation_refuses_an_unstable_dt_before_the_first_batch(monkeypatch):
 def test_overflow_to_nan_is_reported_with_sample_and_step():
     state = torch.zeros(2, 3, 8, 8, dtype=torch.float32)
     state[0, 0], state[1, 0] = 1.0, 1e30                     # g h^2 / 2 overflows float32 in sample 1
-    with pytest.raises(SciMLError) as error:
+    with pytest.raises(SimulationDiverged) as error:
         simulate_shallow_water(state, [0.1], spacing=1 / 8, sample_ids=[7, 8])
     assert re.search(r"diverged in sample 8 at step 1 \(t = .*\): NaN or infinite values", one_line(error))
+    assert (error.value.sample, error.value.step) == (1, 1) and error.value.time > 0
 
 
 def converging_flow(n: int = 32, speed: float = 1.0) -> torch.Tensor:
@@ -205,9 +210,10 @@ def converging_flow(n: int = 32, speed: float = 1.0) -> torch.Tensor:
 
 def test_blow_up_is_reported_with_sample_and_step():
     state = torch.cat([converging_flow(speed=0.0), converging_flow()])  # sample 1 piles up: its rate grows
-    with pytest.raises(SciMLError) as error:
+    with pytest.raises(SimulationDiverged) as error:
         simulate_shallow_water(state, [0.2], spacing=1 / 32, blowup_factor=1.2)
     message = one_line(error)
+    assert error.value.sample == 1 and f"at step {error.value.step} " in message
     assert re.search(r"diverged in sample 1 at step \d+ \(t = .*\): blow-up", message)
     assert "(nothing was stored)" in message
 
@@ -215,16 +221,28 @@ def test_blow_up_is_reported_with_sample_and_step():
 def test_fixed_dt_that_becomes_unstable_is_reported():
     state = converging_flow()
     dt = 0.2 / math.ceil(0.2 / (0.49 / float(signal_rate(state, 1 / 32, gravity=1.0))))
-    with pytest.raises(SciMLError, match=r"diverged in sample 0 at step \d+ .*now has CFL number") as error:
+    with pytest.raises(SimulationDiverged, match=r"diverged in sample 0 at step \d+ .*now has CFL number") as error:
         simulate_shallow_water(state, [0.2], spacing=1 / 32, dt=dt)
     one_line(error)
 
 
-def test_generation_stops_on_divergence_and_returns_nothing():
+def test_generation_stops_on_divergence_and_returns_nothing(monkeypatch):
     config = {"resolution": 12, "n_frames": 2, "frame_interval": 0.05, "mean_depth": 1e200}   # g h^2 / 2 overflows
-    with pytest.raises(SciMLError, match=r"diverged in sample 0 at step 1 .*NaN or infinite") as error:
+    with pytest.raises(SimulationDiverged, match=r"diverged in sample 0 at step 1 .*NaN or infinite") as error:
         generate_trajectories(config, n_samples=2, seed=0, device="cpu")
     one_line(error)
+    drawn = sw._initial_states
+
+    def second_overflows(config, seeds):
+        states = drawn(config, seeds)
+        states[1, 0] = 1e200
+        return states
+
+    monkeypatch.setattr(sw, "_initial_states", second_overflows)
+    config = {"resolution": 12, "n_frames": 2, "frame_interval": 0.05, "batch_size": 1}
+    with pytest.raises(SimulationDiverged, match=r"diverged in sample 1 at step 1 .*NaN or infinite") as error:
+        generate_trajectories(config, n_samples=3, seed=0, device="cpu")   # in the second batch
+    assert error.value.sample == 1      # the index in the data set
 
 
 def test_non_periodic_fields_are_refused_and_periodic_ones_accepted():
@@ -333,3 +351,41 @@ def test_other_initial_state_families(height, velocity, extra):
         assert tendency[0, 1:].abs().max() < 0.2 * unbalanced[0, 1:].abs().max()
     arrays, _ = generate_trajectories(config, n_samples=1, seed=0, device="cpu")
     assert np.isfinite(arrays["h"]).all() and arrays["h"].min() > 0
+
+
+def test_random_field_has_unit_pointwise_variance_on_any_box():
+    config = ShallowWaterConfig(resolution=(16, 8), length=3.0, height="grf", velocity="grf")
+    fields = np.stack([sw._periodic_random_field(config, np.random.default_rng(i)) for i in range(300)])
+    assert fields.shape == (300, 16, 8) and np.abs(fields.mean(axis=(1, 2))).max() < 1e-13
+    assert fields.var() == pytest.approx(1.0, rel=0.05)
+
+
+# ----------------------------------------------------------------------------- the registered generator
+
+def test_generator_writes_what_generate_trajectories_returns(tmp_path):
+    settings = {"resolution": 12, "n_frames": 3, "frame_interval": 0.02, "height": "grf", "velocity": "grf"}
+    arrays, attrs = generate_trajectories({**settings, "batch_size": 2}, n_samples=3, seed=5, device="cpu")
+    generator = ShallowWater(**settings)
+    data = read_trajectories(simulate_dataset(generator, 3, tmp_path / "sw.nc", seed=5, batch_size=2, device="cpu"))
+    for name in ("h", "u", "v"):
+        assert np.array_equal(data.fields[name], arrays[name])     # both float32 casts of the same float64 values
+    assert data.seeds.tolist() == [sample_seed(5, i) for i in range(3)]
+    assert np.array_equal(data.coords["time"], attrs["times"]) and np.array_equal(data.coords["x"], attrs["x"])
+    settings_in_file = {k: v for k, v in attrs["config"].items() if k not in ("batch_size", "dtype")}
+    assert data.attrs["pde_parameters"] == settings_in_file
+    assert ShallowWater(**data.attrs["pde_parameters"]).config == generator.config
+    assert data.metadata["gravity"] == 1.0 and data.metadata["spacing"] == [1 / 12, 1 / 12]
+
+
+def test_generator_refuses_unknown_settings_and_names_a_diverging_sample():
+    for bad in ({"mesh": 3}, {"batch_size": 4}):
+        with pytest.raises(SciMLError, match=rf"unknown shallow-water setting\(s\) \['{next(iter(bad))}'\]; valid: "
+                                             r"resolution, length") as error:
+            ShallowWater(**bad)
+        one_line(error)
+    generator = ShallowWater(resolution=8, n_frames=2, frame_interval=0.05, mean_depth=1e200)
+    with pytest.raises(SimulationDiverged, match=r"diverged in sample 0 of this batch \(seed 11\) at step 1 ") as error:
+        generator.simulate([11, 12], device="cpu")
+    assert error.value.sample == 0
+    with pytest.raises(SciMLError, match=r"CFL number .* > 0.5 for sample \d of this batch \(seed 1[12]\)"):
+        ShallowWater(resolution=8, n_frames=2, frame_interval=0.05, dt=0.05).simulate([11, 12], device="cpu")
