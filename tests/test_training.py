@@ -116,8 +116,8 @@ def test_resume_errors(tmp_path):
 
 def test_bad_inputs(tmp_path):
     ds = smooth_problem(8)
-    with pytest.raises(UnknownNameError, match="unknown model 'unet'"):
-        train({"model": {"name": "unet"}}, ds, ds, tmp_path / "a", progress=False)
+    with pytest.raises(UnknownNameError, match="unknown model 'resnet'"):
+        train({"model": {"name": "resnet"}}, ds, ds, tmp_path / "a", progress=False)
     with pytest.raises(SciMLError, match="unknown key train.learning_rate"):
         train({"train": {"learning_rate": 1e-3}}, ds, ds, tmp_path / "b", progress=False)
     with pytest.raises(SciMLError, match="train.scheduler"):
