@@ -2,7 +2,8 @@
 Poisson, advection-diffusion, pressure Poisson around obstacles, the DeepONet paper's 1-D
 operators (antiderivative, nonlinear ODE), the sequences of systems for learned relaxation,
 and the random fields and finite-volume matrices they are built from; and the
-time-dependent generators (2-D Navier-Stokes, shallow water, 1-D diffusion-sorption).
+time-dependent generators (2-D Navier-Stokes, shallow water, 1-D diffusion-sorption, and
+MPM particle scenes).
 
 Importing this package registers every steady problem in :data:`PROBLEMS` and every
 time-dependent generator (a :class:`TrajectoryGenerator`, simulated in batches by
@@ -16,8 +17,10 @@ Examples
  'poisson']
 >>> get_problem("darcy")(resolution=8).grid_shape
 (8, 8)
->>> [name for name in ("diffusion-sorption", "navier-stokes", "shallow-water") if name in TRAJECTORY_GENERATORS]
-['diffusion-sorption', 'navier-stokes', 'shallow-water']
+>>> [name for name in ("diffusion-sorption", "mpm", "navier-stokes", "shallow-water") if name in TRAJECTORY_GENERATORS]
+['diffusion-sorption', 'mpm', 'navier-stokes', 'shallow-water']
+>>> get_trajectory_generator("mpm").layout
+'particles'
 >>> get_trajectory_generator("shallow-water")(resolution=8).coords()["x"].shape
 (8,)
 """
@@ -36,6 +39,7 @@ from .trajectory_generator import TRAJECTORY_GENERATORS, TrajectoryGenerator, ge
 from .navier_stokes import NavierStokes
 from .shallow_water import ShallowWater
 from .diffusion_sorption import DiffusionSorption
+from .particle_scenes import ParticleScenes
 
 __all__ = [
     "PDEProblem",
@@ -57,6 +61,7 @@ __all__ = [
     "NavierStokes",
     "ShallowWater",
     "DiffusionSorption",
+    "ParticleScenes",
     "gaussian_random_field",
     "rbf_random_field",
     "diffusion_matrix",

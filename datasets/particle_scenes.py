@@ -19,7 +19,9 @@ differences ``x_t - x_(t-1)`` and ``x_(t+1) - 2 x_t + x_(t-1)`` of positions, pe
 over every particle and frame of the whole set (in length per frame and per frame^2, as
 there: no division by ``dt``). Particle types keep GNS's numbers where a material
 matches (:data:`PARTICLE_TYPES`). GIOROM (Viswanath et al.) trains on data of this
-kind for water, sand, elastic and plastic materials.
+kind for water, sand, elastic and plastic materials. :class:`ParticleScenes` gives the same
+scenes as the registered trajectory generator ``"mpm"`` (``sciml generate mpm``), one scene
+per seed, written into a :mod:`sciml.trajectory_file` of the ``particles`` layout.
 
 References
 ----------
@@ -48,16 +50,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from sciml.datasets.mpm import MPMSimulator
+from sciml.datasets.mpm import MPMInstabilityError, MPMSimulator
 from sciml.datasets.mpm_materials import get_material
 from sciml.datasets.problem import check_number
+from sciml.datasets.trajectory_generator import TrajectoryGenerator
 from sciml.errors import SciMLError
 
-__all__ = ["PARTICLE_TYPES", "SceneConfig", "ParticleTrajectories", "sample_scene", "simulate_scenes"]
+__all__ = ["PARTICLE_TYPES", "SceneConfig", "ParticleTrajectories", "ParticleScenes", "sample_scene",
+           "simulate_scenes"]
 
 PARTICLE_TYPES = {"fluid": 5, "sand": 6, "plastic": 7, "elastic": 8}
-"""Particle type per material name: GNS's water (5), sand (6) and goop (7) numbers; the
-elastic solid, absent there, takes the next free number (GNS models embed 9 types)."""
+"""Particle type per material name: GNS's water (5), sand (6) and goop (7) numbers (DeepMind's
+``learning_to_simulate``, whose data also use 0 for rigid solids and 3 for kinematic boundary
+particles); the elastic solid, absent there, takes the next free number (GNS models embed 9
+types)."""
 
 
 def _pair(name: str, value, integer: bool = False) -> tuple:
@@ -301,6 +307,74 @@ def _stable_substeps(config: SceneConfig, materials) -> int:
     return max(1, math.ceil(config.frame_dt * speed * config.resolution / (config.size * config.max_cfl)))
 
 
+def _materials_and_substeps(config: SceneConfig, substeps) -> tuple[list, int]:
+    """The scene's materials and the MPM steps per frame (the fewest stable ones when None)."""
+    materials = [get_material(spec) for spec in config.materials]
+    needed = _stable_substeps(config, materials)
+    if substeps is None:
+        return materials, needed
+    if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < needed:
+        raise SciMLError(f"substeps={substeps!r} gives an unstable MPM step for these materials and speeds "
+                         f"(dt (c + |v|) / dx > max_cfl = {config.max_cfl:g}); use substeps >= {needed}")
+    return materials, substeps
+
+
+def _simulator(config: SceneConfig, materials, substeps: int) -> MPMSimulator:
+    return MPMSimulator(config.dim, config.resolution, materials, config.frame_dt / substeps, size=config.size,
+                        gravity=config.gravity, boundary=config.boundary, friction=config.wall_friction(materials),
+                        padding=config.padding, max_cfl=config.max_cfl, dtype=getattr(torch, config.dtype))
+
+
+def _device(device) -> torch.device:
+    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _simulate_batch(sim: MPMSimulator, scenes: list[dict], n_frames: int, substeps: int, device,
+                    scene_offset: int = 0) -> list[np.ndarray]:
+    """Positions ``(n_frames, N_i, d)`` (float32) of the sampled ``scenes``, simulated together."""
+    counts = [len(s["x"]) for s in scenes]
+    particles = sim.make_particles(
+        torch.as_tensor(np.concatenate([s["x"] for s in scenes]), device=device),
+        material=np.concatenate([s["material"] for s in scenes]), volume=scenes[0]["volume"],
+        v=np.concatenate([s["v"] for s in scenes]),
+        scene=np.repeat(np.arange(len(scenes)), counts), n_scenes=len(scenes), scene_offset=scene_offset)
+    frames, _ = sim.rollout(particles, n_frames, substeps)
+    return [positions.cpu().numpy().astype(np.float32) for positions in torch.split(frames, counts, dim=1)]
+
+
+def _scene_metadata(config: SceneConfig, sim: MPMSimulator, n_frames: int, substeps: int) -> dict[str, Any]:
+    """The GNS metadata keys that do not need the data, and the simulation settings."""
+    radius = config.connectivity_radius if config.connectivity_radius is not None else 4 * config.spacing
+    return {"bounds": sim.bounds, "sequence_length": n_frames, "default_connectivity_radius": radius,
+            "dim": config.dim, "dt": config.frame_dt, "substeps": substeps, "mpm_dt": sim.dt, "dx": sim.dx,
+            "materials": [m.config() for m in sim.materials],
+            "particle_types": {m.name: PARTICLE_TYPES[m.name] for m in sim.materials}}
+
+
+def _statistics(positions) -> dict[str, list[float]]:
+    """GNS ``vel_mean``, ``vel_std``, ``acc_mean``, ``acc_std`` over every frame and particle of ``positions``."""
+    velocity, acceleration = _Moments(positions[0].shape[-1]), _Moments(positions[0].shape[-1])
+    for p in positions:
+        p = np.asarray(p, dtype=np.float64)
+        velocity.add(np.diff(p, axis=0))
+        acceleration.add(np.diff(p, n=2, axis=0))
+    vel_mean, vel_std = velocity.result()
+    acc_mean, acc_std = acceleration.result()
+    return {"vel_mean": vel_mean, "vel_std": vel_std, "acc_mean": acc_mean, "acc_std": acc_std}
+
+
+def _config(config) -> SceneConfig:
+    if config is None:
+        return SceneConfig()
+    if isinstance(config, dict):
+        unknown = sorted(set(config) - {f.name for f in dataclasses.fields(SceneConfig)})
+        if unknown:
+            raise SciMLError(f"unknown scene setting {unknown[0]!r}; valid settings are "
+                             f"{[f.name for f in dataclasses.fields(SceneConfig)]}")
+        return SceneConfig(**config)
+    return config
+
+
 def simulate_scenes(config: SceneConfig | dict | None, n_scenes: int, n_frames: int, substeps: int | None,
                     seed: int, device=None) -> ParticleTrajectories:
     """Draw ``n_scenes`` random scenes and simulate ``n_frames`` frames of each.
@@ -332,57 +406,122 @@ def simulate_scenes(config: SceneConfig | dict | None, n_scenes: int, n_frames: 
         For bad settings or too few substeps; :class:`~sciml.datasets.mpm.MPMInstabilityError`
         (naming the step, scene and material) when a simulation goes unstable.
     """
-    if config is None:
-        config = SceneConfig()
-    elif isinstance(config, dict):
-        unknown = sorted(set(config) - {f.name for f in dataclasses.fields(SceneConfig)})
-        if unknown:
-            raise SciMLError(f"unknown scene setting {unknown[0]!r}; valid settings are "
-                             f"{[f.name for f in dataclasses.fields(SceneConfig)]}")
-        config = SceneConfig(**config)
+    config = _config(config)
     for key, value, least in (("n_scenes", n_scenes, 1), ("n_frames", n_frames, 3), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise SciMLError(f"{key} must be an integer >= {least}, got {value!r}")
-    materials = [get_material(spec) for spec in config.materials]
-    needed = _stable_substeps(config, materials)
-    if substeps is None:
-        substeps = needed
-    elif isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < needed:
-        raise SciMLError(f"substeps={substeps!r} gives an unstable MPM step for these materials and speeds "
-                         f"(dt (c + |v|) / dx > max_cfl = {config.max_cfl:g}); use substeps >= {needed}")
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    sim = MPMSimulator(config.dim, config.resolution, materials, config.frame_dt / substeps, size=config.size,
-                       gravity=config.gravity, boundary=config.boundary,
-                       friction=config.wall_friction(materials),
-                       padding=config.padding, max_cfl=config.max_cfl, dtype=getattr(torch, config.dtype))
+    materials, substeps = _materials_and_substeps(config, substeps)
+    device = _device(device)
+    sim = _simulator(config, materials, substeps)
     out = ParticleTrajectories()
-    velocity, acceleration = _Moments(config.dim), _Moments(config.dim)
     types = np.array([PARTICLE_TYPES[m.name] for m in materials], dtype=np.int64)
     for start in range(0, n_scenes, config.batch_size):
         scenes = [sample_scene(config, np.random.default_rng([seed, i]), sim.bounds)
                   for i in range(start, min(start + config.batch_size, n_scenes))]
-        counts = [len(s["x"]) for s in scenes]
-        particles = sim.make_particles(
-            torch.as_tensor(np.concatenate([s["x"] for s in scenes]), device=device),
-            material=np.concatenate([s["material"] for s in scenes]), volume=scenes[0]["volume"],
-            v=np.concatenate([s["v"] for s in scenes]),
-            scene=np.repeat(np.arange(len(scenes)), counts), n_scenes=len(scenes), scene_offset=start)
-        frames, _ = sim.rollout(particles, n_frames, substeps)
-        for positions, scene in zip(torch.split(frames, counts, dim=1), scenes):
-            positions = positions.cpu().numpy().astype(np.float32)
+        for positions, scene in zip(_simulate_batch(sim, scenes, n_frames, substeps, device, start), scenes):
             out.positions.append(positions)
             out.material.append(scene["material"])
             out.particle_type.append(types[scene["material"]])
-            velocity.add(np.diff(positions.astype(np.float64), axis=0))
-            acceleration.add(np.diff(positions.astype(np.float64), n=2, axis=0))
-    vel_mean, vel_std = velocity.result()
-    acc_mean, acc_std = acceleration.result()
-    radius = config.connectivity_radius if config.connectivity_radius is not None else 4 * config.spacing
-    out.metadata = {
-        "bounds": sim.bounds, "sequence_length": n_frames, "default_connectivity_radius": radius,
-        "dim": config.dim, "dt": config.frame_dt, "vel_mean": vel_mean, "vel_std": vel_std,
-        "acc_mean": acc_mean, "acc_std": acc_std, "n_scenes": n_scenes, "seed": seed, "substeps": substeps,
-        "mpm_dt": sim.dt, "dx": sim.dx, "materials": [m.config() for m in materials],
-        "particle_types": {m.name: PARTICLE_TYPES[m.name] for m in materials}, "config": config.to_dict(),
-    }
+    out.metadata = {**_scene_metadata(config, sim, n_frames, substeps), **_statistics(out.positions),
+                    "n_scenes": n_scenes, "seed": seed, "config": config.to_dict()}
     return out
+
+
+class ParticleScenes(TrajectoryGenerator, name="mpm"):
+    """Random MPM box-drop scenes as a registered particle-trajectory generator (``sciml generate mpm``).
+
+    The scenes of :func:`simulate_scenes` for :func:`sciml.simulate.simulate_dataset`:
+    one scene per seed the driver passes (sample ``i`` gets ``sample_seed(root, i)``), drawn
+    from ``numpy.random.default_rng(seed)``, so a scene depends on its seed alone (not on
+    the batch it is simulated in, up to float round-off of the batched grid). The whole
+    batch of the driver (``generate.batch_size``) is one batched MPM run.
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames per scene including the initial one (>= 3; default 100).
+    substeps : int, optional
+        MPM steps per frame; None: the fewest within ``max_cfl`` (:meth:`parameters`
+        records the number used).
+    **settings
+        :class:`SceneConfig` fields (``dim``, ``resolution``, ``materials``, ``n_boxes``,
+        ``box_size``, ``frame_dt``, ...) except ``batch_size``; an unknown one is refused,
+        naming the valid ones. A single material name is accepted for ``materials``.
+
+    Notes
+    -----
+    Layout ``"particles"``: per scene ``position (n_frames, N_i, d)`` float32 and
+    ``particle_type (N_i,)`` (:data:`PARTICLE_TYPES`). :meth:`metadata` holds the GNS
+    keys ``bounds`` (the walls), ``sequence_length``, ``default_connectivity_radius``,
+    ``dim`` and ``dt`` (the frame interval), plus ``particle_types`` (material name ->
+    type), ``materials``, ``substeps``, ``mpm_dt`` and ``dx``; :meth:`dataset_metadata`
+    adds GNS's ``vel_mean``, ``vel_std``, ``acc_mean`` and ``acc_std`` over the whole
+    finished dataset. Particles can sink about a cell past ``bounds`` into the wall
+    padding (:mod:`sciml.datasets.mpm`); they never leave ``[dx, size - dx]``.
+
+    Examples
+    --------
+    >>> from sciml.datasets.particle_scenes import ParticleScenes
+    >>> generator = ParticleScenes(resolution=16, materials="elastic", n_boxes=[1, 1], max_speed=0.0, n_frames=3)
+    >>> out = generator.simulate([5, 6], device="cpu")
+    >>> [p.shape[0] for p in out["position"]], generator.metadata()["particle_types"]
+    ([3, 3], {'elastic': 8})
+    >>> ParticleScenes(colour="red")
+    Traceback (most recent call last):
+    ...
+    sciml.errors.SciMLError: unknown mpm setting(s) ['colour']; valid: n_frames, substeps, dim, resolution, ...
+    """
+
+    layout = "particles"
+    version = "1"
+
+    def __init__(self, n_frames: int = 100, substeps: int | None = None, **settings):
+        valid = [f.name for f in dataclasses.fields(SceneConfig) if f.name != "batch_size"]
+        unknown = sorted(set(settings) - set(valid))
+        if unknown:
+            raise SciMLError(f"unknown mpm setting(s) {unknown}; valid: n_frames, substeps, {', '.join(valid)}")
+        if isinstance(settings.get("materials"), (str, dict)):
+            settings["materials"] = [settings["materials"]]
+        if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 3:
+            raise SciMLError(f"mpm n_frames must be an integer >= 3 (accelerations need three frames), got {n_frames!r}")
+        self.config = SceneConfig(**settings)
+        self.materials, self.substeps = _materials_and_substeps(self.config, substeps)
+        self.n_frames = n_frames
+        self.sim = _simulator(self.config, self.materials, self.substeps)
+        self.types = np.array([PARTICLE_TYPES[m.name] for m in self.materials], dtype=np.int64)
+
+    def parameters(self) -> dict[str, Any]:
+        """The scene settings as JSON (materials in full), ``n_frames`` and the ``substeps`` used."""
+        settings = self.config.to_dict()
+        del settings["batch_size"]
+        return {"n_frames": self.n_frames, "substeps": self.substeps, **settings}
+
+    def coords(self) -> dict[str, np.ndarray]:
+        """The frame times ``k * frame_dt``."""
+        return {"time": self.config.frame_dt * np.arange(self.n_frames)}
+
+    def metadata(self) -> dict[str, Any]:
+        """GNS-style metadata without the data statistics (see Notes)."""
+        return _scene_metadata(self.config, self.sim, self.n_frames, self.substeps)
+
+    def simulate(self, seeds, device=None) -> dict:
+        """``{"position": [(n_frames, N_i, d)], "particle_type": [(N_i,)]}``, one scene per seed.
+
+        Runs on ``device`` (default: CUDA when available, else the CPU). An unstable run
+        raises :class:`~sciml.errors.SciMLError` naming the sample of the batch, its seed,
+        the step and the particle.
+        """
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            return {"position": [], "particle_type": []}
+        scenes = [sample_scene(self.config, np.random.default_rng(s), self.sim.bounds) for s in seeds]
+        try:
+            positions = _simulate_batch(self.sim, scenes, self.n_frames, self.substeps, _device(device))
+        except MPMInstabilityError as err:
+            raise SciMLError(f"sample {err.scene} of this batch (seed {seeds[err.scene]}): {err}") from None
+        return {"position": positions, "particle_type": [self.types[s["material"]] for s in scenes]}
+
+    def dataset_metadata(self, read_all) -> dict[str, Any]:
+        """GNS's ``vel_mean``, ``vel_std``, ``acc_mean``, ``acc_std`` over the whole dataset (per axis,
+        of the frame differences, in length per frame and per frame^2)."""
+        return _statistics(read_all().fields["position"])
