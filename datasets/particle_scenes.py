@@ -483,7 +483,8 @@ class ParticleScenes(TrajectoryGenerator, name="mpm"):
         if isinstance(settings.get("materials"), (str, dict)):
             settings["materials"] = [settings["materials"]]
         if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 3:
-            raise SciMLError(f"mpm n_frames must be an integer >= 3 (accelerations need three frames), got {n_frames!r}")
+            raise SciMLError(f"mpm n_frames must be an integer >= 3 (accelerations need three frames), "
+                             f"got {n_frames!r}")
         self.config = SceneConfig(**settings)
         self.materials, self.substeps = _materials_and_substeps(self.config, substeps)
         self.n_frames = n_frames

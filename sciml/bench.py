@@ -73,3 +73,11 @@ SUITES.register(
         "omega, the best in hindsight, the instance-optimal one, CG and AMG-CG",
     ),
 )
+SUITES.register(
+    "lagrangian",
+    Suite(
+        "sciml.bench_lagrangian",
+        "GIOROM at sampling ratios 1..1/32 against the full-graph GNS on 2-D MPM water: rollout MSE, time per "
+        "step, peak memory; a 1e5-point cloud advanced from about 1e3 graph nodes",
+    ),
+)
