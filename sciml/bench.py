@@ -81,3 +81,12 @@ SUITES.register(
         "step, peak memory; a 1e5-point cloud advanced from about 1e3 graph nodes",
     ),
 )
+SUITES.register(
+    "constraints",
+    Suite(
+        "sciml.bench_constraints",
+        "soft vs global hard vs MoE hard constraints on PDEBench diffusion-sorption: test relative L2 in the "
+        "window and in extrapolation, step and inference time against collocation points 1e2-1e5, peak memory, "
+        "experts converged",
+    ),
+)
