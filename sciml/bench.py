@@ -90,3 +90,11 @@ SUITES.register(
         "experts converged",
     ),
 )
+SUITES.register(
+    "dynamics",
+    Suite(
+        "sciml.bench_dynamics",
+        "SFNO (+ Spectral-Refiner), FNO 2-D/3-D, SineNet-K and a same-size U-Net on Navier-Stokes (10 frames in, "
+        "10/40 out, zero-shot at 4x resolution) and shallow water, equal optimiser steps, several seeds",
+    ),
+)
