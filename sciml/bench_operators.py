@@ -28,20 +28,16 @@ Examples
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sciml import tables
 from sciml.atomic import atomic_write_json
-from sciml.errors import SciMLError
+from sciml.bench_trials import answer_trial, machine_info, run_in_child
 
 MODEL_SETTINGS = {
     "fno": {"model": {"n_modes": 12, "width": 32, "n_layers": 4}, "lr": 3e-3},
@@ -128,19 +124,6 @@ def run_trial(spec: dict) -> list[dict]:
     return rows
 
 
-def _run_in_child(spec: dict) -> list[dict]:
-    """:func:`run_trial` in a fresh interpreter, so peak memory is the trial's own."""
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "rows.json"
-        spec_path.write_text(json.dumps({**spec, "rows_out": str(out_path)}))
-        done = subprocess.run([sys.executable, "-m", "sciml.bench_operators", "--trial", str(spec_path)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SciMLError(f"benchmark trial {spec['model']['name']} on {spec['task']} failed: {tail}")
-        return json.loads(out_path.read_text())
-
-
 # ----------------------------------------------------------------------------- the suite
 def run(quick: bool = False, out_dir: str | None = None, models=None, seeds=None, resolutions=None,
         epochs=None) -> list[dict]:
@@ -173,29 +156,29 @@ def run(quick: bool = False, out_dir: str | None = None, models=None, seeds=None
             files = darcy_files(root / "data", resolution, plan["n_train"], plan["n_test"])
             for name in models:
                 for seed in seeds:
-                    rows += _run_in_child({
+                    rows += run_in_child("sciml.bench_operators", {
                         "task": f"darcy{resolution}", "model": {"name": name, **settings[name]["model"]},
                         "lr": settings[name]["lr"], "epochs": plan["epochs"], "batch_size": plan["batch_size"],
                         "seed": seed, "loss": "h1", "train": files["train"],
                         "tests": {"same": files["test"], "2x": files["test_2x"]},
                         "run_dir": str(root / "runs" / f"darcy{resolution}_{name}_seed{seed}"),
-                    })
+                    }, f"{name} on darcy{resolution}")
         anti = plan["antiderivative"]
         data = root / "data"
         data.mkdir(parents=True, exist_ok=True)
         for seed in seeds:
-            rows += _run_in_child({
+            rows += run_in_child("sciml.bench_operators", {
                 "task": "antiderivative", "model": ANTIDERIVATIVE_MODEL, "lr": 3e-3, "weight_decay": 0.0,
                 "epochs": anti["epochs"],
                 "batch_size": 32, "seed": seed, "loss": "l2",
                 "train": _dataset(data / "antiderivative_train.nc", "antiderivative", 100, anti["n_train"], 1),
                 "tests": {"same": _dataset(data / "antiderivative_test.nc", "antiderivative", 100, anti["n_test"], 2)},
                 "run_dir": str(root / "runs" / f"antiderivative_deeponet_seed{seed}"),
-            })
+            }, "deeponet on antiderivative")
         if out_dir is not None:
             atomic_write_json(root / "bench_operators.json", {
                 "benchmark": "operators", "quick": quick, "plan": plan, "models": settings,
-                "machine": platform.platform(), "cpus": os.cpu_count(),
+                "machine": machine_info(),
                 "seconds": time.perf_counter() - started, "rows": rows, "summary": summarize(rows)})
     return rows
 
@@ -238,8 +221,7 @@ def main(argv=None) -> None:
     parser.add_argument("--trial", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.trial:
-        spec = json.loads(Path(args.trial).read_text())
-        atomic_write_json(spec["rows_out"], run_trial(spec))
+        answer_trial(args.trial, run_trial)
         return
     rows = run(quick=args.quick, out_dir=args.out, models=args.models, seeds=args.seeds,
                resolutions=args.resolutions, epochs=args.epochs)
