@@ -331,6 +331,37 @@ def load_part(path: str | os.PathLike) -> tuple[int, int, dict[str, np.ndarray],
                             "with --resume to solve that sample again") from None
 
 
+def open_staging(path: Path, metadata: dict, resume: bool, overwrite: bool, manifest_name: str) -> Path:
+    """The staging folder ``path + ".parts"`` of a resumable write, created or checked for a resume.
+
+    A new run creates it with ``metadata`` as its manifest; a resumed run must bring the
+    same metadata; an interrupted run is never overwritten without ``resume``.
+    """
+    staging = Path(os.fspath(path) + ".parts")
+    if not path.parent.exists():
+        raise DataFileError(f"folder {path.parent} does not exist; create it or choose another --out")
+    if path.exists() and not overwrite and not resume:
+        raise DataFileError(f"{path} exists; pass --overwrite to replace it or choose another --out")
+    if path.exists() and resume and not staging.exists():
+        raise DataFileError(f"{path} is already complete; nothing to resume (pass --overwrite to regenerate)")
+    manifest = staging / manifest_name
+    if staging.exists():
+        if not resume:
+            raise DataFileError(f"{staging} holds an interrupted generation; rerun with --resume to continue it "
+                                "or delete that folder to start over")
+        if not manifest.exists():
+            raise DataFileError(f"{staging} has no {manifest_name}; delete that folder and start over")
+        staged = json.loads(manifest.read_text())
+        for key in sorted(set(staged) | set(metadata)):
+            if staged.get(key) != metadata.get(key):
+                raise DataFileError(f"cannot resume: {key} was {staged.get(key)!r} in the interrupted run, now "
+                                    f"{metadata.get(key)!r}; use the same settings or delete {staging}")
+    else:
+        staging.mkdir()
+        atomic_write_json(manifest, metadata)
+    return staging
+
+
 class StagedWriter:
     """Write a dataset sample by sample, resumable after a crash.
 
@@ -362,33 +393,8 @@ class StagedWriter:
 
     def __init__(self, path, metadata: dict, resume: bool = False, overwrite: bool = False):
         self.path = Path(path)
-        self.staging = Path(os.fspath(path) + ".parts")
         self.metadata = json.loads(json.dumps(metadata, default=_jsonable))
-        if not self.path.parent.exists():
-            raise DataFileError(f"folder {self.path.parent} does not exist; create it or choose another --out")
-        if self.path.exists() and not overwrite and not resume:
-            raise DataFileError(f"{self.path} exists; pass --overwrite to replace it or choose another --out")
-        if self.path.exists() and resume and not self.staging.exists():
-            raise DataFileError(f"{self.path} is already complete; nothing to resume (pass --overwrite to regenerate)")
-        manifest = self.staging / self.MANIFEST
-        if self.staging.exists():
-            if not resume:
-                raise DataFileError(
-                    f"{self.staging} holds an interrupted generation; rerun with --resume to continue it "
-                    "or delete that folder to start over"
-                )
-            if not manifest.exists():
-                raise DataFileError(f"{self.staging} has no {self.MANIFEST}; delete that folder and start over")
-            staged = json.loads(manifest.read_text())
-            for key in sorted(set(staged) | set(self.metadata)):
-                if staged.get(key) != self.metadata.get(key):
-                    raise DataFileError(
-                        f"cannot resume: {key} was {staged.get(key)!r} in the interrupted run, now "
-                        f"{self.metadata.get(key)!r}; use the same settings or delete {self.staging}"
-                    )
-        else:
-            self.staging.mkdir()
-            atomic_write_json(manifest, self.metadata)
+        self.staging = open_staging(self.path, self.metadata, resume, overwrite, self.MANIFEST)
 
     @classmethod
     def attach(cls, path) -> "StagedWriter":

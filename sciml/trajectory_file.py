@@ -50,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sciml.atomic import atomic_write_bytes, atomic_write_json, temporary_beside
-from sciml.dataset_file import SPATIAL_DIMS, _decode, _jsonable, _open_h5
+from sciml.atomic import atomic_write_bytes, temporary_beside
+from sciml.dataset_file import SPATIAL_DIMS, _decode, _jsonable, _open_h5, open_staging
 from sciml.errors import DataFileError
 
 FORMAT_NAME = "sciml-trajectories"
@@ -285,32 +285,11 @@ class StagedTrajectoryWriter:
 
     def __init__(self, path, metadata: dict, resume: bool = False, overwrite: bool = False):
         self.path = Path(path)
-        self.staging = Path(os.fspath(path) + ".parts")
         self.metadata = json.loads(json.dumps(metadata, default=_jsonable))
         for key in ("layout", "n_samples", "batch_size", "pde"):
             if key not in self.metadata:
                 raise DataFileError(f"trajectory metadata lacks {key!r}")
-        if not self.path.parent.exists():
-            raise DataFileError(f"folder {self.path.parent} does not exist; create it or choose another --out")
-        if self.path.exists() and not overwrite and not resume:
-            raise DataFileError(f"{self.path} exists; pass --overwrite to replace it or choose another --out")
-        if self.path.exists() and resume and not self.staging.exists():
-            raise DataFileError(f"{self.path} is already complete; nothing to resume (pass --overwrite to regenerate)")
-        manifest = self.staging / self.MANIFEST
-        if self.staging.exists():
-            if not resume:
-                raise DataFileError(f"{self.staging} holds an interrupted generation; rerun with --resume to "
-                                    "continue it or delete that folder to start over")
-            if not manifest.exists():
-                raise DataFileError(f"{self.staging} has no {self.MANIFEST}; delete that folder and start over")
-            staged = json.loads(manifest.read_text())
-            for key in sorted(set(staged) | set(self.metadata)):
-                if staged.get(key) != self.metadata.get(key):
-                    raise DataFileError(f"cannot resume: {key} was {staged.get(key)!r} in the interrupted run, "
-                                        f"now {self.metadata.get(key)!r}; use the same settings or delete {self.staging}")
-        else:
-            self.staging.mkdir()
-            atomic_write_json(manifest, self.metadata)
+        self.staging = open_staging(self.path, self.metadata, resume, overwrite, self.MANIFEST)
 
     @property
     def n_batches(self) -> int:
