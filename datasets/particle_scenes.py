@@ -23,6 +23,18 @@ kind for water, sand, elastic and plastic materials. :class:`ParticleScenes` giv
 scenes as the registered trajectory generator ``"mpm"`` (``sciml generate mpm``), one scene
 per seed, written into a :mod:`sciml.trajectory_file` of the ``particles`` layout.
 
+Bounds. GNS's ``bounds`` is the box that holds every particle of the data; its models
+take wall distances from it and refuse particles outside it. Here it is the box the
+simulator guarantees, :func:`confined_bounds` ``= [dx, size - dx]`` per axis, not the
+walls: MPM walls act on grid nodes (the ``padding`` cells along each face), and a
+particle keeps an interpolated velocity from non-wall nodes until its whole 3-node
+stencil lies on wall nodes, so material sinks into the padding, a cell or more when it
+lands fast, and no step of the MLS-MPM update caps that depth. What the simulator does
+guarantee is its check that raises :class:`~sciml.datasets.mpm.MPMInstabilityError` when
+a particle leaves ``[dx, size - dx]`` (beyond, its stencil no longer fits in the grid),
+so every trajectory it returns lies in that box. The walls (the initial boxes lie
+inside them) are the metadata's ``walls``.
+
 References
 ----------
 Sanchez-Gonzalez, Godwin, Pfaff, Ying, Leskovec & Battaglia, "Learning to simulate complex
@@ -36,8 +48,8 @@ Examples
 >>> data = simulate_scenes(config, n_scenes=2, n_frames=3, substeps=None, seed=0)
 >>> data.positions[0].shape, data.positions[0].dtype, sorted(set(data.particle_type[0].tolist()))
 ((3, 28, 2), dtype('float32'), [8])
->>> data.metadata["sequence_length"], data.metadata["bounds"]
-(3, [[0.1875, 0.8125], [0.1875, 0.8125]])
+>>> data.metadata["sequence_length"], data.metadata["bounds"], data.metadata["walls"][0]
+(3, [[0.0625, 0.9375], [0.0625, 0.9375]], [0.1875, 0.8125])
 """
 
 from __future__ import annotations
@@ -56,8 +68,8 @@ from sciml.datasets.problem import check_number
 from sciml.datasets.trajectory_generator import TrajectoryGenerator
 from sciml.errors import SciMLError
 
-__all__ = ["PARTICLE_TYPES", "SceneConfig", "ParticleTrajectories", "ParticleScenes", "sample_scene",
-           "simulate_scenes"]
+__all__ = ["PARTICLE_TYPES", "SceneConfig", "ParticleTrajectories", "ParticleScenes", "confined_bounds",
+           "sample_scene", "simulate_scenes"]
 
 PARTICLE_TYPES = {"fluid": 5, "sand": 6, "plastic": 7, "elastic": 8}
 """Particle type per material name: GNS's water (5), sand (6) and goop (7) numbers (DeepMind's
@@ -342,11 +354,24 @@ def _simulate_batch(sim: MPMSimulator, scenes: list[dict], n_frames: int, subste
     return [positions.cpu().numpy().astype(np.float32) for positions in torch.split(frames, counts, dim=1)]
 
 
+def confined_bounds(sim: MPMSimulator) -> list[list[float]]:
+    """The box ``[[dx, size - dx]] * d`` that every particle of a finished MPM run lies in (see the module notes).
+
+    Examples
+    --------
+    >>> from sciml.datasets.mpm import MPMSimulator
+    >>> confined_bounds(MPMSimulator(2, 16, ["fluid"], 1e-4))
+    [[0.0625, 0.9375], [0.0625, 0.9375]]
+    """
+    return [[sim.dx, sim.size - sim.dx] for _ in range(sim.dim)]
+
+
 def _scene_metadata(config: SceneConfig, sim: MPMSimulator, n_frames: int, substeps: int) -> dict[str, Any]:
     """The GNS metadata keys that do not need the data, and the simulation settings."""
     radius = config.connectivity_radius if config.connectivity_radius is not None else 4 * config.spacing
-    return {"bounds": sim.bounds, "sequence_length": n_frames, "default_connectivity_radius": radius,
-            "dim": config.dim, "dt": config.frame_dt, "substeps": substeps, "mpm_dt": sim.dt, "dx": sim.dx,
+    return {"bounds": confined_bounds(sim), "walls": sim.bounds, "sequence_length": n_frames,
+            "default_connectivity_radius": radius, "dim": config.dim, "dt": config.frame_dt, "substeps": substeps,
+            "mpm_dt": sim.dt, "dx": sim.dx,
             "materials": [m.config() for m in sim.materials],
             "particle_types": {m.name: PARTICLE_TYPES[m.name] for m in sim.materials}}
 
@@ -452,12 +477,13 @@ class ParticleScenes(TrajectoryGenerator, name="mpm"):
     -----
     Layout ``"particles"``: per scene ``position (n_frames, N_i, d)`` float32 and
     ``particle_type (N_i,)`` (:data:`PARTICLE_TYPES`). :meth:`metadata` holds the GNS
-    keys ``bounds`` (the walls), ``sequence_length``, ``default_connectivity_radius``,
-    ``dim`` and ``dt`` (the frame interval), plus ``particle_types`` (material name ->
+    keys ``bounds`` (:func:`confined_bounds`, the box every particle stays in),
+    ``sequence_length``, ``default_connectivity_radius``, ``dim`` and ``dt`` (the frame
+    interval), plus ``walls`` (where the walls are: the initial boxes lie inside,
+    particles can sink past them into the padding), ``particle_types`` (material name ->
     type), ``materials``, ``substeps``, ``mpm_dt`` and ``dx``; :meth:`dataset_metadata`
     adds GNS's ``vel_mean``, ``vel_std``, ``acc_mean`` and ``acc_std`` over the whole
-    finished dataset. Particles can sink about a cell past ``bounds`` into the wall
-    padding (:mod:`sciml.datasets.mpm`); they never leave ``[dx, size - dx]``.
+    finished dataset.
 
     Examples
     --------
@@ -473,7 +499,7 @@ class ParticleScenes(TrajectoryGenerator, name="mpm"):
     """
 
     layout = "particles"
-    version = "1"
+    version = "2"  # 2: metadata bounds are the confined box, the walls moved to "walls"
 
     def __init__(self, n_frames: int = 100, substeps: int | None = None, **settings):
         valid = [f.name for f in dataclasses.fields(SceneConfig) if f.name != "batch_size"]

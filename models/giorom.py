@@ -4,7 +4,8 @@ Follows Viswanath et al., "Reduced-Order Neural Operators: Learning Lagrangian D
 Highly Sparse Graphs" (arXiv:2407.03925, 2024, code ``HrishikeshVish/GIOROM``). One step:
 
 1. **sample** a small fraction of the particles (``sample_ratio``, random or farthest-point,
-   :mod:`~sciml.models.neighbours`), kept fixed through a rollout;
+   :mod:`~sciml.models.neighbours`), kept fixed through a rollout; a sample that leaves a
+   scene's graph empty or mostly disconnected is refused (:meth:`GIOROM.sample`);
 2. build the **radius graph** of the sampled particles (radius ``radius``, larger than a
    full-resolution GNS radius since the sample is sparse); node and edge features are the
    GNS ones (:class:`~sciml.models.gns.ParticleEncoder`: type embedding, ``H`` normalised
@@ -21,16 +22,23 @@ Highly Sparse Graphs" (arXiv:2407.03925, 2024, code ``HrishikeshVish/GIOROM``). 
    with their latents, then ``n_message_passing`` more interaction-network blocks and the
    decoder MLP to normalised **accelerations** of the sampled particles;
 7. a **query decoder** (the neural field): at any point ``x``,
-   ``a(x) = MLP(mean_{x_j in B(x, r_q)} kappa_q((x_j - x) / r_q) * V[h_j, a_j])``, a kernel
+   ``a(x) = MLP(mean_{x_j in B(x, r_x)} kappa_q((x_j - x) / r_x) * V[h_j, a_j])``, a kernel
    interpolation from the sampled particles' final latents and predicted accelerations,
-   so the full cloud (e.g. ``10^5`` points) is advanced from a graph on ``~10^3``.
+   so the full cloud (e.g. ``10^5`` points) is advanced from a graph on ``~10^3``. The
+   ball's radius is ``r_x = r_q`` (``query_radius``) wherever a sampled particle lies
+   within ``r_q``; at a point with none (a droplet split off from the sampled ones, a
+   particle that drifted away) it widens to the distance of the ``query_neighbours``-th
+   nearest sampled particle of the scene, so the field is defined at every point (the
+   kernel still sees offsets in the unit ball) and a rollout never stops for want of
+   support.
 
-A rollout (:meth:`GIOROM.rollout`) samples once, then every step advances the sampled
-particles with their graph prediction and every other particle with the decoded field
-(semi-implicit Euler on its own velocity, GNS convention). Training
-(:meth:`GIOROM.loss`): GNS random-walk noise on the whole cloud; loss = MSE of the
-normalised accelerations at the sampled particles plus MSE of the decoded ones at query
-particles.
+A rollout (:meth:`GIOROM.rollout`) samples once and keeps that sample for every step, as
+the paper does (the sampled particles form the reduced-order graph; the rest are
+advanced by the decoder): every step advances the sampled particles with their graph
+prediction and every other particle with the decoded field (semi-implicit Euler on its
+own velocity, GNS convention). Training (:meth:`GIOROM.loss`): GNS random-walk noise on
+the whole cloud; loss = MSE of the normalised accelerations at the sampled particles
+plus MSE of the decoded ones at query particles.
 
 Departures from the paper's code, all deliberate: the kernels are stationary, of the
 offset scaled by the radius (an MLP ``kappa``, Hadamard product with the features and a
@@ -41,7 +49,10 @@ coordinates; latent coordinates are the bounds mapped to the unit box, ``r_lat``
 processed latents through an MLP (the code replaces them); the interaction blocks are
 the plain GNS ones shared with the baseline (the code adds a spectral graph convolution
 and distance-weighted messages); the neural-field decoder is trained jointly with the
-rest instead of separately.
+rest instead of separately, and it is a local kernel interpolation with the nearest-node
+widening above: the paper's neural field (which follows LiCROM's code) is an MLP of a
+point's coordinates and the reduced state, defined at every point without any
+neighbourhood, so its code has no such case.
 
 Examples
 --------
@@ -67,10 +78,15 @@ from sciml.models.base import choice, positive_int
 from sciml.models.gns import (KINEMATIC_TYPE, ParticleEncoder, ParticleModel, check_inside, next_positions,
                               positive_float)
 from sciml.models.interaction_network import AGGREGATIONS, Processor, aggregate, mlp
-from sciml.models.neighbours import (farthest_point_sample, isolated, radius_graph, radius_neighbours,
-                                     random_sample, sample_counts)
+from sciml.models.neighbours import (farthest_point_sample, isolated, knn_neighbours, radius_graph,
+                                     radius_neighbours, random_sample, sample_counts)
 
 SAMPLINGS = ("farthest", "random")
+MAX_CUT_OFF = 0.25
+"""Largest fraction of a scene's sampled particles that :meth:`GIOROM.sample` lets the sample
+cut off (no sampled neighbour within ``radius`` although they have neighbours in the full
+cloud): a few such nodes (splash droplets) just get no messages; more means the graph no
+longer describes the material."""
 DEFAULT_LATENT_RESOLUTION = {2: 16, 3: 8}
 """Latent grid points per axis when ``latent_resolution`` is not given (256 / 512 tokens)."""
 
@@ -82,6 +98,8 @@ class KernelIntegral(nn.Module):
     ``IntegralTransform`` with ``transform_type="linear"`` and mean reduction) with a
     stationary kernel: ``kappa`` is an MLP of the scaled offset with GELU activations and
     one output per channel of ``f`` (a diagonal kernel). A point with no neighbour gets 0.
+    ``radius`` scales the offsets: one number, or one per point of ``x`` (a ball of its own
+    size around each).
 
     Parameters
     ----------
@@ -113,9 +131,11 @@ class KernelIntegral(nn.Module):
         self.kernel = nn.Sequential(*layers, nn.Linear(width, channels))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, f_y: torch.Tensor, x_index: torch.Tensor,
-                y_index: torch.Tensor, radius: float) -> torch.Tensor:
-        """``x (M, d)``, ``y (N, d)``, ``f_y (N, C)``, pairs ``(x_index, y_index)`` within ``radius`` -> ``(M, C)``."""
-        kappa = self.kernel((y[y_index] - x[x_index]) / radius)
+                y_index: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
+        """``x (M, d)``, ``y (N, d)``, ``f_y (N, C)``, pairs ``(x_index, y_index)`` within ``radius``
+        (a number or ``(M,)``) -> ``(M, C)``."""
+        scale = radius[x_index, None] if isinstance(radius, torch.Tensor) else radius
+        kappa = self.kernel((y[y_index] - x[x_index]) / scale)
         return aggregate(kappa * f_y[y_index], x_index, len(x), "mean")
 
 
@@ -165,6 +185,9 @@ class GIOROM(ParticleModel):
         Width of the grid kernel MLPs.
     query_radius : float, optional
         Radius of the query decoder (default ``radius``).
+    query_neighbours : int
+        Sampled particles that a query point with none within ``query_radius`` is decoded
+        from: its nearest ones (default 3).
     query_channels : int
         Channels (and kernel width) of the query decoder; small, and its kernel MLP has
         one hidden layer, since it runs on every (point, sampled neighbour) pair of the
@@ -197,9 +220,9 @@ class GIOROM(ParticleModel):
                  type_embedding: int = 16, hidden: int = 128, mlp_layers: int = 2, n_message_passing: int = 2,
                  aggregation: str = "mean", sample_ratio: float = 0.1, sampling: str = "farthest",
                  latent_resolution=None, latent_radius: float = 1.5, transformer_layers: int = 2, heads: int = 4,
-                 kernel_hidden: int = 64, query_radius: float | None = None, query_channels: int = 16,
-                 max_neighbours: int | None = None, kinematic_types: list = (KINEMATIC_TYPE,),
-                 normalization: dict | None = None):
+                 kernel_hidden: int = 64, query_radius: float | None = None, query_neighbours: int = 3,
+                 query_channels: int = 16, max_neighbours: int | None = None,
+                 kinematic_types: list = (KINEMATIC_TYPE,), normalization: dict | None = None):
         super().__init__()
         config = self._common_options(dim, radius, history, n_particle_types, kinematic_types, normalization,
                                       max_neighbours)
@@ -229,6 +252,7 @@ class GIOROM(ParticleModel):
                       transformer_layers=positive_int("transformer_layers", transformer_layers), heads=heads,
                       kernel_hidden=positive_int("kernel_hidden", kernel_hidden),
                       query_radius=positive_float("query_radius", radius if query_radius is None else query_radius),
+                      query_neighbours=positive_int("query_neighbours", query_neighbours),
                       query_channels=positive_int("query_channels", query_channels))
         self._store_config(config)
         c = self.config
@@ -274,21 +298,38 @@ class GIOROM(ParticleModel):
         nodes, _ = self.processor_out(nodes, edges, edge_index)
         return self.decoder(nodes), nodes
 
-    def _decode(self, acceleration, latents, positions, batch, queries, query_batch):
-        """Normalised accelerations at ``queries (M, d)`` and the mask of those with a sampled neighbour."""
+    def _support(self, queries, query_batch, positions, batch):
+        """Pairs ``(query, sampled particle)`` of the query kernel and each query's ball radius ``(M,)``.
+
+        The sampled particles within ``query_radius``; for a query with none, its
+        ``query_neighbours`` nearest ones in its scene, the ball widened to the farthest.
+        """
         r = self.config["query_radius"]
         q, s = radius_neighbours(queries, positions, r, query_batch=query_batch, point_batch=batch)
-        values = self.query_values(torch.cat([latents, acceleration], dim=1))
-        field = self.query_kernel(queries, positions, values, q, s, r)
-        covered = torch.bincount(q, minlength=len(queries)) > 0
-        return self.query_out(field), covered
+        radius = queries.new_full((len(queries),), r)
+        lonely = (torch.bincount(q, minlength=len(queries)) == 0).nonzero().flatten()
+        if len(lonely):
+            near_q, near_s = knn_neighbours(queries[lonely], positions, self.config["query_neighbours"],
+                                            query_batch=None if query_batch is None else query_batch[lonely],
+                                            point_batch=batch)
+            unsupported = torch.bincount(near_q, minlength=len(lonely)) == 0
+            if bool(unsupported.any()):
+                first = int(lonely[unsupported.nonzero()[0]])
+                scene = 0 if query_batch is None else int(query_batch[first])
+                raise SciMLError(f"{int(unsupported.sum())} query points (e.g. point {first}) belong to scene {scene}, "
+                                 "which has no sampled particle: sample every scene (model.sample) and number the "
+                                 "scenes alike in batch and query_batch")
+            near_q = lonely[near_q]
+            distance = (positions[near_s] - queries[near_q]).norm(dim=1)
+            radius = radius.scatter_reduce(0, near_q, distance, reduce="amax")
+            q, s = torch.cat([q, near_q]), torch.cat([s, near_s])
+        return q, s, radius
 
-    def _require_covered(self, covered, queries):
-        if not bool(covered.all()):
-            first = [round(v, 6) for v in queries[int((~covered).nonzero()[0])].tolist()]
-            raise SciMLError(f"{int((~covered).sum())} of {len(covered)} query points (e.g. {first}) have no sampled "
-                             f"particle within model.query_radius = {self.config['query_radius']}: raise "
-                             "model.query_radius or model.sample_ratio")
+    def _decode(self, acceleration, latents, positions, batch, queries, query_batch):
+        """Normalised accelerations at ``queries (M, d)`` from the sampled particles at ``positions``."""
+        q, s, radius = self._support(queries, query_batch, positions, batch)
+        values = self.query_values(torch.cat([latents, acceleration], dim=1))
+        return self.query_out(self.query_kernel(queries, positions, values, q, s, radius))
 
     def forward(self, position_sequence: torch.Tensor, particle_type: torch.Tensor, bounds: torch.Tensor,
                 batch: torch.Tensor | None = None) -> torch.Tensor:
@@ -299,27 +340,33 @@ class GIOROM(ParticleModel):
     # ----------------------------------------------------------------------------- sampling
 
     def sample(self, positions: torch.Tensor, batch: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """Indices of the particles in the sparse graph, ``round(sample_ratio * n)`` per scene.
+               generator: torch.Generator | None = None, ratio: float | None = None) -> torch.Tensor:
+        """Indices of the particles in the sparse graph, ``round(ratio * n)`` per scene.
 
-        Farthest-point sampling starts from a random particle when a ``generator`` is given,
-        else from each scene's first. Refused with a one-line error when a scene keeps
-        fewer than 2 particles (an empty graph), or when a sampled particle has no sampled
-        neighbour within ``radius`` although it has neighbours in the full cloud (the
-        sample disconnects it; a particle alone even in the full cloud is accepted).
+        ``ratio`` defaults to ``sample_ratio``; another one suits a cloud of another density
+        (e.g. a denser cloud sampled to as many nodes per area as in training). Farthest-point
+        sampling starts from a random particle when a ``generator`` is given, else from each
+        scene's first. Refused with a one-line error (raise the ratio or ``radius``) when a
+        scene's graph is empty (fewer than 2 nodes, or no edge within ``radius``) or mostly
+        disconnected: more than :data:`MAX_CUT_OFF` of its nodes have no sampled neighbour
+        within ``radius`` although they have neighbours in the full cloud. A few such
+        nodes (the one sampled particle of a splash droplet) are accepted: the interaction
+        blocks send them no messages, and the latent grid still reaches them.
         """
         if not isinstance(positions, torch.Tensor) or positions.ndim != 2 or positions.shape[1] != self.dim:
             shape = tuple(positions.shape) if isinstance(positions, torch.Tensor) else type(positions).__name__
             raise SciMLError(f"positions to sample must be (particles, {self.dim}), got {shape}")
-        ratio, radius = self.config["sample_ratio"], self.config["radius"]
-        counts = sample_counts(ratio, batch, len(positions))
-        sizes = torch.bincount(batch.long()) if batch is not None else torch.tensor([len(positions)])
+        ratio = self.config["sample_ratio"] if ratio is None else ratio
+        counts = sample_counts(ratio, batch, len(positions)).to(positions.device)
+        scene = torch.zeros(len(positions), dtype=torch.long, device=positions.device) if batch is None \
+            else batch.long()
+        sizes = torch.bincount(scene)
         if bool((sizes == 0).any()):
             raise SciMLError(f"scene {int((sizes == 0).nonzero()[0])} has no particles: number the scenes in batch "
                              "0, 1, 2, ... without gaps")
         if bool((counts < 2).any()):
             s = int((counts < 2).nonzero()[0])
-            raise SciMLError(f"model.sample_ratio = {ratio} keeps {int(counts[s])} of the {int(sizes[s])} particles "
+            raise SciMLError(f"sampling ratio {ratio} keeps {int(counts[s])} of the {int(sizes[s])} particles "
                              f"of scene {s}, an empty graph: raise model.sample_ratio to at least "
                              f"{2 / int(sizes[s]):.3g}")
         if self.config["sampling"] == "farthest":
@@ -327,17 +374,33 @@ class GIOROM(ParticleModel):
                                           generator=generator)
         else:
             index = random_sample(positions, counts, batch=batch, generator=generator)
-        sub_batch = None if batch is None else batch[index]
-        lonely = isolated(radius_graph(positions[index], radius, batch=sub_batch), len(index))
-        if bool(lonely.any()):
-            q, _ = radius_neighbours(positions[index[lonely]], positions, radius,
-                                     query_batch=None if batch is None else sub_batch[lonely], point_batch=batch)
-            cut_off = torch.bincount(q, minlength=int(lonely.sum())) > 1  # more than the particle itself
-            if bool(cut_off.any()):
-                raise SciMLError(f"model.sample_ratio = {ratio} leaves {int(cut_off.sum())} of {len(index)} sampled "
-                                 f"particles with no sampled neighbour within model.radius = {radius}: raise "
-                                 "model.radius or model.sample_ratio")
+        self._check_graph(positions, scene, index, counts, ratio)
         return index
+
+    def _check_graph(self, positions, scene, index, counts, ratio):
+        """Refuse a sample whose graph is empty or mostly disconnected in some scene (see :meth:`sample`)."""
+        radius, sub_scene, n_scenes = self.config["radius"], scene[index], len(counts)
+        edges = radius_graph(positions[index], radius, batch=sub_scene)
+        degree = torch.bincount(sub_scene[edges[1]], minlength=n_scenes)
+        if bool((degree == 0).any()):
+            s = int((degree == 0).nonzero()[0])
+            raise SciMLError(f"sampling ratio {ratio} leaves scene {s} an empty graph ({int(counts[s])} sampled "
+                             f"particles, none within model.radius = {radius} of another): raise "
+                             "model.sample_ratio or model.radius")
+        lonely = isolated(edges, len(index))
+        if not bool(lonely.any()):
+            return
+        q, _ = radius_neighbours(positions[index[lonely]], positions, radius, query_batch=sub_scene[lonely],
+                                 point_batch=scene)
+        cut_off = torch.bincount(q, minlength=int(lonely.sum())) > 1  # more neighbours than the particle itself
+        per_scene = torch.bincount(sub_scene[lonely][cut_off], minlength=n_scenes)
+        fraction = per_scene.double() / counts.double()
+        if bool((fraction > MAX_CUT_OFF).any()):
+            s = int(torch.argmax(fraction))
+            raise SciMLError(f"sampling ratio {ratio} cuts off {int(per_scene[s])} of the {int(counts[s])} sampled "
+                             f"particles of scene {s} (more than {MAX_CUT_OFF:.0%}) from every other node within "
+                             f"model.radius = {radius}, though they have full-cloud neighbours: raise "
+                             "model.sample_ratio or model.radius")
 
     # ----------------------------------------------------------------------------- inference
 
@@ -359,15 +422,14 @@ class GIOROM(ParticleModel):
         """Accelerations ``(M, d)`` at arbitrary ``query_points (M, d)`` from the sampled particles.
 
         ``position_sequence (n, H + 1, d)``, ``particle_type (n,)`` and ``batch`` describe the
-        sampled particles; ``query_batch`` gives each query point's scene. Every query point
-        needs a sampled particle within ``query_radius``.
+        sampled particles; ``query_batch`` gives each query point's scene. A query point
+        with no sampled particle within ``query_radius`` is decoded from its
+        ``query_neighbours`` nearest ones; only a scene without sampled particles is refused.
         """
         b = self.check(position_sequence, particle_type, bounds, batch)
         self._check_queries(query_points, b, query_batch)
         acceleration, latents = self._sparse(position_sequence, particle_type, b, batch)
-        decoded, covered = self._decode(acceleration, latents, position_sequence[:, -1], batch, query_points,
-                                        query_batch)
-        self._require_covered(covered, query_points)
+        decoded = self._decode(acceleration, latents, position_sequence[:, -1], batch, query_points, query_batch)
         return self.encoder.denormalize_acceleration(decoded)
 
     def _check_sample_index(self, sample_index, n):
@@ -381,9 +443,7 @@ class GIOROM(ParticleModel):
         """Next positions of the whole cloud (no checks): the sample by its graph, the rest by the decoder."""
         sub_batch = None if batch is None else batch[sample_index]
         acceleration, latents = self._sparse(sequence[sample_index], particle_type[sample_index], bounds, sub_batch)
-        decoded, covered = self._decode(acceleration, latents, sequence[sample_index, -1], sub_batch,
-                                        sequence[:, -1], batch)
-        self._require_covered(covered, sequence[:, -1])
+        decoded = self._decode(acceleration, latents, sequence[sample_index, -1], sub_batch, sequence[:, -1], batch)
         decoded = decoded.index_copy(0, sample_index, acceleration)
         return next_positions(sequence, self.encoder.denormalize_acceleration(decoded))
 
@@ -431,7 +491,7 @@ class GIOROM(ParticleModel):
         every particle; a fresh sample (unless ``sample_index`` is given); the loss is the
         MSE of the normalised accelerations at the sampled particles plus that of the
         decoded ones at ``n_queries`` random particles (all when None), kinematic particles
-        and query particles without a sampled neighbour left out.
+        left out.
         """
         b = self.check(position_sequence, particle_type, bounds, batch, length=self.config["history"] + 2)
         noisy, target = self.noisy_targets(position_sequence, particle_type, noise_std, generator)
@@ -448,9 +508,9 @@ class GIOROM(ParticleModel):
             positive_int("n_queries", n_queries)
             order = torch.randperm(len(noisy), generator=generator, device=noisy.device)
             queries = order[:n_queries]
-        decoded, covered = self._decode(acceleration, latents, noisy[sample_index, -1], sub_batch,
-                                        noisy[queries, -1], None if batch is None else batch[queries])
-        used = covered & free[queries]
+        decoded = self._decode(acceleration, latents, noisy[sample_index, -1], sub_batch, noisy[queries, -1],
+                               None if batch is None else batch[queries])
+        used = free[queries]
         if bool(used.any()):
             loss = loss + (decoded - target[queries])[used].square().mean()
         return loss

@@ -17,6 +17,14 @@ Two radius searches give the same pairs (``|x_i - y_j| <= r``):
 
 ``method="auto"`` uses the k-d tree for CPU tensors and the cell list elsewhere.
 
+The ``k`` nearest points (:func:`knn_neighbours`), for a query point that may have no
+point within any fixed radius: ``"kdtree"`` (:meth:`scipy.spatial.cKDTree.query` on the
+CPU; scenes kept apart by one extra coordinate, a gap wider than twice the points' whole
+extent times the scene index, so a point of another scene is never nearer than one of
+the query's own) or ``"brute"`` (torch, any device: the distances of a chunk of queries
+to all points, chunks small enough that a chunk's matrix stays near ``2^22`` entries,
+and ``topk``); ``"auto"`` picks the k-d tree on the CPU.
+
 Sampling: :func:`farthest_point_sample` (iterative, running minimum distances, ``O(N n)``
 time, all scenes at once) and :func:`random_sample`; :func:`sample_counts`
 turns a sampling ratio into per-scene counts.
@@ -263,6 +271,98 @@ def radius_graph(points: torch.Tensor, radius: float, *, batch=None, max_neighbo
     receivers, senders = _pairs(points, points, radius, batch, None, max_neighbours, method,
                                 same_points=True, loop=loop)
     return torch.stack([senders, receivers])
+
+
+KNN_METHODS = ("auto", "brute", "kdtree")
+_KNN_CHUNK_ENTRIES = 2 ** 22
+"""Distances per query chunk of the brute-force k-nearest search (32 MiB in float64)."""
+
+
+def _kdtree_knn(queries, points, k, query_batch, point_batch):
+    """``(M, k)`` indices of the ``k`` nearest points (own scene first, see the module notes)."""
+    from scipy.spatial import cKDTree
+
+    q = queries.detach().cpu().double().numpy()
+    p = points.detach().cpu().double().numpy()
+    both = np.concatenate([q, p])
+    gap = 2.0 * float(np.linalg.norm(both.max(0) - both.min(0))) + 1.0
+
+    def with_scene(x, scene):
+        return np.concatenate([x, gap * scene.cpu().double().numpy()[:, None]], axis=1)
+
+    _, nearest = cKDTree(with_scene(p, point_batch)).query(with_scene(q, query_batch), k=k)
+    return torch.from_numpy(np.asarray(nearest, dtype=np.int64).reshape(len(q), k)).to(points.device)
+
+
+def _brute_knn(queries, points, k, query_batch, point_batch):
+    """``(M, k)`` indices of the ``k`` nearest points, other scenes at infinite distance (chunked)."""
+    chunk = max(1, _KNN_CHUNK_ENTRIES // len(points))
+    parts = []
+    for start in range(0, len(queries), chunk):
+        q, scene = queries[start:start + chunk], query_batch[start:start + chunk]
+        dist2 = (q[:, None, :] - points[None, :, :]).square().sum(-1)
+        dist2 = dist2.masked_fill(scene[:, None] != point_batch[None, :], float("inf"))
+        parts.append(torch.topk(dist2, k, dim=1, largest=False).indices)
+    return torch.cat(parts)
+
+
+def knn_neighbours(queries: torch.Tensor, points: torch.Tensor, k: int, *, query_batch=None, point_batch=None,
+                   method: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` nearest ``points`` of every query point, in its own scene.
+
+    A query whose scene holds fewer than ``k`` points gets all of them (none when its
+    scene has no points); ties are broken arbitrarily.
+
+    Parameters
+    ----------
+    queries : torch.Tensor
+        ``(M, d)`` query points.
+    points : torch.Tensor
+        ``(N, d)`` points searched, on the same device and with the same ``d``.
+    k : int
+        Neighbours per query point.
+    query_batch, point_batch : torch.Tensor, optional
+        ``(M,)`` and ``(N,)`` scene index of each point; pairs never join two scenes.
+    method : {"auto", "brute", "kdtree"}
+        The search (see the module notes); ``"auto"``: k-d tree on CPU, brute force elsewhere.
+
+    Returns
+    -------
+    query_index, point_index : torch.Tensor
+        ``(E,)`` long tensors, sorted by query, nearest point first.
+
+    Examples
+    --------
+    >>> import torch
+    >>> q = torch.tensor([[0.0], [1.0]])
+    >>> p = torch.tensor([[0.1], [0.9], [1.05], [5.0]])
+    >>> qi, pj = knn_neighbours(q, p, 2, method="brute")
+    >>> qi.tolist(), pj.tolist()
+    ([0, 0, 1, 1], [0, 1, 2, 1])
+    >>> knn_neighbours(q, p, 1, query_batch=torch.tensor([0, 1]), point_batch=torch.tensor([0, 0, 0, 1]))[1].tolist()
+    [0, 3]
+    """
+    _check_points(points, "points")
+    _check_points(queries, "queries", points.shape[1])
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise SciMLError(f"k must be a positive integer, got {k!r}")
+    if method not in KNN_METHODS:
+        raise SciMLError(f"k-nearest search method {method!r} is not known; choose one of {list(KNN_METHODS)}")
+    device = points.device
+    query_batch = _scene_index(query_batch, len(queries), device, "query_batch")
+    point_batch = _scene_index(point_batch, len(points), device, "point_batch")
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    if len(queries) == 0 or len(points) == 0:
+        return empty, empty
+    if method == "auto":
+        method = "kdtree" if device.type == "cpu" else "brute"
+    k = min(k, len(points))
+    search = _kdtree_knn if method == "kdtree" else _brute_knn
+    nearest = search(queries, points, k, query_batch, point_batch)
+    q = torch.arange(len(queries), device=device).repeat_interleave(k)
+    p = nearest.reshape(-1)
+    same = point_batch[p] == query_batch[q]  # a scene with fewer than k points yields other scenes' points
+    return q[same], p[same]
 
 
 def sample_counts(ratio: float, batch=None, n_points: int | None = None) -> torch.Tensor:

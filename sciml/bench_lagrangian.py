@@ -18,11 +18,13 @@ What is compared
     ratio ``r`` uses ``radius * r**(-1/d)``, so its sparse graph has about as many
     neighbours per node as the full one, and a query radius of ``query_radius_factor``
     times that (the decoder interpolates from the nearest few nodes; on 1e5 points its
-    cost grows with the square of this radius). Its samples are farthest-point samples
-    (a random start in training) drawn by :func:`_sample`, which accepts a sampled
-    particle cut off from the other nodes. Both models get the bounds ``[dx, size - dx]``,
-    where MPM particles can be (they sink about a cell past the walls into the padding);
-    the wall features, clipped at the radius, reach the band where the walls stop them
+    cost grows with the square of this radius; a particle with no node within it is
+    decoded from its 3 nearest nodes). Its samples are :meth:`GIOROM.sample`'s
+    farthest-point samples (a random start in training; one sample per test scene, kept
+    for its whole rollout, as in the paper). Both models get the data's metadata
+    ``bounds``, ``[dx, size - dx]``: the box the MPM simulator keeps particles in (they
+    sink past the walls into the padding, see :mod:`sciml.datasets.particle_scenes`); the
+    wall features, clipped at the radius, reach the band where the walls stop them
     (about two cells from the domain's edge).
 
 What is measured
@@ -33,15 +35,15 @@ What is measured
     (GIOROM's sampling, once per rollout, timed apart as ``sample_ms``), on average and
     on the largest test scene, with the speedup over GNS there; training seconds; peak
     memory (the child's max resident set on the CPU, ``torch.cuda.max_memory_allocated``
-    on a GPU). GIOROM refuses to go on when a particle leaves the reach of every sampled
-    node (an isolated droplet, or a drifting prediction): that scene counts in ``failed``
-    and is left out of the errors, and ``mse_vs_gns`` compares the scenes both models
-    rolled out to the end. The horizon is 30 steps because after 500 training steps
-    GIOROM's rollouts at ratios 1/8 to 1/32 drift apart and stop between steps 30 and 55.
+    on a GPU). A test scene whose sample GIOROM refuses (a graph left empty or mostly
+    disconnected at that ratio) counts in ``failed``, with the message in ``failure``, and
+    is left out of the errors; ``mse_vs_gns`` compares the scenes both models rolled out.
+    The horizon is 30 steps (``--set horizon=N`` for longer, up to ``n_frames - history - 1``).
 
     ``dense`` task: a ``points``-point cloud (1e5) made from the largest test scene
     (:func:`dense_cloud`) is advanced by the trained GIOROM whose ratio gives about
-    ``nodes`` (1e3) graph nodes at the node density it was trained at: the time of one
+    ``nodes`` (1e3) graph nodes at the node density it was trained at (sampled by
+    :meth:`GIOROM.sample` at that node count): the time of one
     full-cloud step (:meth:`GIOROM.advance`) against one step of the sparse graph alone
     (:meth:`GIOROM.step` on the nodes), and the rollout MSE of the dense cloud against
     its interpolated reference; then, in its own child process, GNS's time per step on
@@ -213,7 +215,7 @@ def scene_files(data_dir: Path, plan: dict) -> dict:
         if path.exists() and not staged:
             cached = read_trajectories(path)
             if (cached.attrs.get("pde_parameters") == generator.parameters() and cached.attrs.get("root_seed") == seed
-                    and cached.n_samples == n):
+                    and cached.attrs.get("generator_version") == generator.version and cached.n_samples == n):
                 files[split] = str(path)
                 continue
         files[split] = simulate_dataset(generator, n, path, seed=seed, batch_size=min(n, 8), device=plan["device"],
@@ -229,10 +231,10 @@ def _setting(path: str, device) -> dict:
 
     data = read_trajectories(path)
     md, parameters = data.metadata, data.attrs["pde_parameters"]
-    size, dx = float(parameters["size"]), float(md["dx"])
+    size = float(parameters["size"])
     return {"positions": [torch.as_tensor(p, device=device) for p in data.fields["position"]],
             "types": [torch.as_tensor(t, device=device) for t in data.fields["particle_type"]],
-            "metadata": md, "bounds": [[dx, size - dx]] * int(md["dim"]),
+            "metadata": md, "bounds": md["bounds"],
             "spacing": size / parameters["resolution"] / parameters["particles_per_cell"]}
 
 
@@ -356,18 +358,6 @@ def _history(trajectory, length: int):
 
 
 # ----------------------------------------------------------------------------- trials
-def _sample(model, positions, batch=None, generator=None):
-    """GIOROM's farthest-point sample of ``positions`` (its ratio; a random start when ``generator`` is
-    given), without :meth:`GIOROM.sample`'s refusal of a sampled particle that has no sampled
-    neighbour: with splashing water, a droplet of a few particles with one of them sampled is
-    a legitimate input (the node simply gets no messages), as in GIOROM's own code."""
-    from sciml.models.neighbours import farthest_point_sample, sample_counts
-
-    counts = sample_counts(model.config["sample_ratio"], batch, len(positions))
-    return farthest_point_sample(positions, counts, batch=batch, random_start=generator is not None,
-                                 generator=generator)
-
-
 def _train(model, kind: str, train: dict, plan: dict, seed: int, device) -> dict:
     """Adam with exponential decay, GNS noise, ``steps`` steps of ``batch_size`` random windows."""
     import torch
@@ -388,8 +378,7 @@ def _train(model, kind: str, train: dict, plan: dict, seed: int, device) -> dict
         types = torch.cat([train["types"][s] for s, _ in picked])
         batch = None if len(picked) == 1 else torch.cat(
             [torch.full((len(train["types"][s]),), b, device=device) for b, (s, _) in enumerate(picked)])
-        extra = {} if kind == "gns" else {"sample_index": _sample(model, sequence[:, -2], batch, generator)}
-        loss = model.loss(sequence, types, train["bounds"], noise_std=noise, batch=batch, generator=generator, **extra)
+        loss = model.loss(sequence, types, train["bounds"], noise_std=noise, batch=batch, generator=generator)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -411,9 +400,8 @@ def _evaluate(model, kind: str, test: dict, plan: dict, device) -> dict:
     """Rollout MSE over the horizon and time per step on every test scene (full clouds).
 
     The time per step is that of a ``timing_steps`` rollout after a one-step warm-up; the
-    error is that of a rollout over the whole horizon. A GIOROM rollout whose particles
-    leave the reach of every sampled node is refused by the model; such a scene is
-    counted in ``failed`` (its message in ``failure``) and left out of the errors.
+    error is that of a rollout over the whole horizon. A scene whose sample GIOROM
+    refuses is counted in ``failed`` (its message in ``failure``) and left out of the errors.
     """
     import torch
 
@@ -422,30 +410,28 @@ def _evaluate(model, kind: str, test: dict, plan: dict, device) -> dict:
     with torch.no_grad():
         for positions, types in zip(test["positions"], test["types"]):
             start, truth = _history(positions, history + 1), positions[history + 1:history + 1 + plan["horizon"]]
-            extra, sample_s, nodes = {}, None, len(types)
-            if kind == "giorom":
-                sample_s, index = _timed(lambda: _sample(model, start[:, -1]), device)
-                extra, nodes = {"sample_index": index}, len(index)
-            scene = {"particles": len(types), "nodes": nodes, "sample_s": sample_s, "step_s": None, "mse": None,
+            scene = {"particles": len(types), "nodes": len(types), "sample_s": None, "step_s": None, "mse": None,
                      "final": None, "failure": None}
-            n_timed = min(plan["timing_steps"], len(truth))
-            try:
-                model.rollout(start, types, test["bounds"], 1, **extra)  # warm-up
-                seconds, _ = _timed(lambda: model.rollout(start, types, test["bounds"], n_timed, **extra), device)
-                scene["step_s"] = seconds / n_timed
-                predicted = model.rollout(start, types, test["bounds"], len(truth), **extra)
-            except SciMLError as err:
-                if kind != "giorom":
-                    raise
-                scene["failure"] = str(err)
-            else:
-                error = (predicted.transpose(0, 1) - truth).square().mean(dim=(1, 2))
-                scene.update(mse=float(error.mean()), final=float(error[-1]))
             scenes.append(scene)
+            extra = {}
+            if kind == "giorom":
+                try:
+                    scene["sample_s"], index = _timed(lambda: model.sample(start[:, -1]), device)
+                except SciMLError as err:
+                    scene.update(nodes=None, failure=str(err))
+                    continue
+                extra, scene["nodes"] = {"sample_index": index}, len(index)
+            n_timed = min(plan["timing_steps"], len(truth))
+            model.rollout(start, types, test["bounds"], 1, **extra)  # warm-up
+            seconds, _ = _timed(lambda: model.rollout(start, types, test["bounds"], n_timed, **extra), device)
+            scene["step_s"] = seconds / n_timed
+            predicted = model.rollout(start, types, test["bounds"], len(truth), **extra)
+            error = (predicted.transpose(0, 1) - truth).square().mean(dim=(1, 2))
+            scene.update(mse=float(error.mean()), final=float(error[-1]))
     largest = max(scenes, key=lambda s: s["particles"])
     failures = [s["failure"] for s in scenes if s["failure"] is not None]
     return {"particles": statistics.fmean(s["particles"] for s in scenes),
-            "nodes": statistics.fmean(s["nodes"] for s in scenes), "horizon": plan["horizon"],
+            "nodes": _mean(s["nodes"] for s in scenes), "horizon": plan["horizon"],
             "rollout_mse": _mean(s["mse"] for s in scenes), "final_mse": _mean(s["final"] for s in scenes),
             "scene_mse": [s["mse"] for s in scenes],
             "failed": len(failures), "failure": failures[0] if failures else None,
@@ -489,8 +475,6 @@ def _dense_giorom_trial(spec: dict, device) -> list[dict]:
     """GIOROM on the dense cloud: full-cloud step against the sparse step alone, and the dense rollout MSE."""
     import torch
 
-    from sciml.models.neighbours import farthest_point_sample
-
     dense, history = spec["plan"]["dense"], spec["plan"]["history"]
     model = _load(Path(spec["checkpoint"]), device)
     test, cloud, types, n_source = _dense_setting(spec, device)
@@ -499,21 +483,17 @@ def _dense_giorom_trial(spec: dict, device) -> list[dict]:
     n_nodes = max(2, round(ratio * n_source))   # the node density the model was trained at
     bounds = test["bounds"]
     with torch.no_grad():
-        sample_s, index = _timed(lambda: farthest_point_sample(start[:, -1], n_nodes), device)
+        sample_s, index = _timed(lambda: model.sample(start[:, -1], ratio=n_nodes / len(types)), device)
         model.advance(start, types, bounds, index)  # warm-up
         dense_s, _ = _timed(lambda: model.advance(start, types, bounds, index), device, dense["repeats"])
         model.step(start[index], types[index], bounds)
         sparse_s, _ = _timed(lambda: model.step(start[index], types[index], bounds), device, dense["repeats"])
-        try:
-            predicted = model.rollout(start, types, bounds, dense["horizon"], sample_index=index)
-        except SciMLError as err:   # a point left the reach of every node (see _evaluate)
-            mse, failure = None, str(err)
-        else:
-            mse, failure = float((predicted.transpose(0, 1) - truth).square().mean()), None
+        predicted = model.rollout(start, types, bounds, dense["horizon"], sample_index=index)
+    mse = float((predicted.transpose(0, 1) - truth).square().mean())
     return [{"task": "dense", "model": "giorom", "ratio": ratio, "seed": spec["seed"], "points": len(types),
              "nodes": n_nodes, "source_particles": n_source, "sample_ms": 1e3 * sample_s,
              "dense_step_ms": 1e3 * dense_s, "sparse_step_ms": 1e3 * sparse_s, "dense_over_sparse": dense_s / sparse_s,
-             "dense_mse": mse, "failure": failure, "horizon": dense["horizon"]}]
+             "dense_mse": mse, "horizon": dense["horizon"]}]
 
 
 def _dense_gns_trial(spec: dict, device) -> list[dict]:

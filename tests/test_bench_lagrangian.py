@@ -45,6 +45,9 @@ def test_tiny_run_has_every_row_field_finite_errors_and_renders(tiny_run):
     assert "| giorom | 1/16 " in table and "| gns    | full " in table and "dense_over_sparse" in table
     stored = json.loads((out / "bench_lagrangian.json").read_text())
     assert stored["plan"]["steps"] == 3 and stored["machine"]["cpus"] >= 1 and len(stored["rows"]) == len(rows)
+    setting = bench._setting(str(out / "data" / "mpm_test.nc"), "cpu")  # the models get the data's own bounds
+    dx = setting["metadata"]["dx"]
+    assert setting["bounds"] == setting["metadata"]["bounds"] == [[dx, 1.0 - dx]] * 2
     summary = {(e["task"], e.get("model"), e["ratio"]): e for e in stored["summary"]}
     assert summary[("rollout", "gns", "full")]["mse_vs_gns"] == 1.0
     assert summary[("dense", None, "1/4")]["speedup"] > 0

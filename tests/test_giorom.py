@@ -8,6 +8,7 @@ import torch
 from sciml.errors import SciMLError
 from sciml.models.giorom import GIOROM
 from sciml.models.gns import GNS, compute_normalization, random_walk_noise
+from sciml.models.neighbours import isolated, radius_graph
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -173,6 +174,32 @@ def test_query_decoder_evaluates_each_point_on_its_own():
                           atol=1e-13)
 
 
+def test_points_far_from_every_sampled_particle_are_decoded_from_the_nearest_ones():
+    """A droplet beyond query_radius of every node: the ball widens to its 3rd nearest node, and a rollout
+    of the whole cloud finishes."""
+    model = small_giorom()  # query_radius = radius = 0.2
+    blob = histories(60)
+    g = torch.Generator().manual_seed(4)
+    droplet = 0.93 + 0.01 * torch.rand(4, 1, 2, generator=g, dtype=torch.float64) \
+        - 0.002 * torch.arange(6, dtype=torch.float64)[None, :, None]
+    cloud = torch.cat([blob, droplet])
+    types = torch.zeros(64, dtype=torch.long)
+    idx = model.sample(blob[:, -1])  # nodes in the blob only
+    nodes = cloud[idx, -1]
+    distance = (nodes[None] - cloud[60:, None, -1]).norm(dim=-1)
+    assert bool((distance.min(1).values > 0.2).all())
+    point = cloud[60:61, -1]
+    third = float(distance[0].sort().values[2])
+    twin = GIOROM(**{**model.config, "query_radius": third * (1 + 1e-10)}).double()  # exactly those 3 in the ball
+    twin.load_state_dict(model.state_dict())
+    decoded = model.query_dynamics(point, cloud[idx], types[idx], BOUNDS)
+    assert torch.allclose(decoded, twin.query_dynamics(point, cloud[idx], types[idx], BOUNDS), rtol=1e-7, atol=0)
+    out = model.rollout(cloud, types, BOUNDS, n_steps=4, sample_index=idx)
+    assert out.shape == (64, 4, 2) and bool(torch.isfinite(out).all())
+    one_line_error(lambda: model.query_dynamics(point, cloud[idx], types[idx], BOUNDS, query_batch=torch.tensor([1])),
+                   "belong to scene 1, which has no sampled particle")
+
+
 def test_random_sampling_and_scene_batches():
     model = small_giorom(sampling="random")
     x = torch.cat([histories(50, seed=1), histories(40, seed=2)])
@@ -219,19 +246,34 @@ def test_bad_queries_are_refused():
                    "query points must be a float tensor of shape (points, 2)")
     one_line_error(lambda: model.query_dynamics(torch.full((2, 2), 1.5, dtype=torch.float64), x[idx], types[idx],
                                                 BOUNDS), "2 query points lie outside the domain bounds")
-    far = torch.tensor([[0.02, 0.98]], dtype=torch.float64)
-    one_line_error(lambda: model.query_dynamics(far, x[idx], types[idx], BOUNDS),
-                   "have no sampled particle within model.query_radius")
     one_line_error(lambda: model.advance(x, types, BOUNDS, torch.tensor([0, 0, 1])), "sample_index must hold")
 
 
-def test_sampling_that_leaves_an_empty_or_disconnected_graph_is_refused():
-    x = histories(60)[:, -1]
+def test_sampling_that_leaves_an_empty_or_mostly_disconnected_graph_is_refused():
+    x = histories(60)[:, -1]  # 18 farthest-point nodes at sample_ratio 0.3
     one_line_error(lambda: small_giorom(sample_ratio=0.01).sample(x), "an empty graph: raise model.sample_ratio")
-    one_line_error(lambda: small_giorom(radius=0.03, sample_ratio=0.1).sample(x),
-                   "with no sampled neighbour within model.radius")
+    one_line_error(lambda: small_giorom(radius=0.05).sample(x),
+                   "leaves scene 0 an empty graph (18 sampled particles, none within model.radius = 0.05")
+    one_line_error(lambda: small_giorom(radius=0.07).sample(x),
+                   "cuts off 13 of the 18 sampled particles of scene 0 (more than 25%)")
+    batch = torch.tensor([0] * 60 + [1] * 60)  # a well-sampled scene does not hide a disconnected one
+    one_line_error(lambda: small_giorom(radius=0.07).sample(torch.cat([x, x]), batch), "of scene 0")
     alone = torch.cat([x, torch.tensor([[0.95, 0.95]], dtype=torch.float64)])  # isolated in the full cloud too
     assert len(small_giorom(sample_ratio=0.5).sample(alone)) == 30
+
+
+def test_a_few_isolated_nodes_are_accepted_and_step():
+    """A splash droplet whose one sampled particle has no sampled neighbour: accepted, it just gets no messages."""
+    model = small_giorom()
+    blob = histories(60)
+    droplet = 0.9 + 0.01 * torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)[:, None, :] \
+        + torch.zeros(1, 6, 1, dtype=torch.float64)
+    cloud = torch.cat([blob, droplet])
+    idx = model.sample(cloud[:, -1])
+    lonely = isolated(radius_graph(cloud[idx, -1], 0.2), len(idx))
+    assert int(lonely.sum()) == 1 and int(idx[lonely]) >= 60  # the droplet's node, cut off from the rest
+    types = torch.zeros(63, dtype=torch.long)
+    assert bool(torch.isfinite(model.rollout(cloud, types, BOUNDS, n_steps=2, sample_index=idx)).all())
 
 
 @pytest.mark.parametrize("options, text", [

@@ -12,6 +12,7 @@ from sciml.datasets.mpm import MPMInstabilityError, MPMSimulator
 from sciml.datasets.mpm_materials import DruckerPragerSand, VonMisesPlastic, get_material
 from sciml.datasets.particle_scenes import PARTICLE_TYPES, SceneConfig, simulate_scenes
 from sciml.errors import SciMLError, UnknownNameError
+from sciml.models.gns import check_particles
 
 F64 = torch.float64
 ALL = ["fluid", "elastic", "sand", "plastic"]
@@ -296,7 +297,7 @@ def test_simulate_scenes_shapes_metadata_and_statistics():
         assert pos.shape == (4, len(types), 2) and pos.dtype == np.float32
         assert set(types.tolist()) <= {PARTICLE_TYPES[m] for m in ("fluid", "elastic", "sand")}
         np.testing.assert_array_equal(types, np.array([PARTICLE_TYPES[md["materials"][m]["name"]] for m in material]))
-        lo, hi = md["bounds"][0]
+        lo, hi = md["walls"][0]  # boxes start between the walls
         assert (pos[0] >= lo).all() and (pos[0] <= hi).all()
     for key in ("bounds", "sequence_length", "default_connectivity_radius", "dim", "dt",
                 "vel_mean", "vel_std", "acc_mean", "acc_std"):
@@ -313,6 +314,23 @@ def test_simulate_scenes_shapes_metadata_and_statistics():
                           seed=7)
     for a, b in zip(one.positions, data.positions):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_scenes_stay_within_the_metadata_bounds_though_they_sink_past_the_walls():
+    """Fast water thrown at the floor sinks into the wall padding; every frame stays in metadata bounds,
+    which the particle models accept as they are."""
+    config = SceneConfig(resolution=16, materials=("fluid",), n_boxes=(1, 1), box_size=(0.3, 0.4), max_speed=2.0,
+                         gravity=20.0, batch_size=2)
+    data = simulate_scenes(config, n_scenes=2, n_frames=20, substeps=None, seed=4)
+    md = data.metadata
+    dx = md["dx"]
+    assert md["bounds"] == [[dx, 1.0 - dx]] * 2 and md["walls"] == [[3 * dx, 1.0 - 3 * dx]] * 2
+    every = np.concatenate([p.reshape(-1, 2) for p in data.positions])
+    assert every.min() >= dx and every.max() <= 1.0 - dx
+    assert every.min() < md["walls"][0][0]  # past the floor: the walls would not do as bounds
+    for pos, types in zip(data.positions, data.particle_type):
+        check_particles(torch.as_tensor(pos).transpose(0, 1), torch.as_tensor(types), md["bounds"], dim=2,
+                        length=len(pos), n_types=9)
 
 
 def test_simulate_scenes_refuses_bad_settings():

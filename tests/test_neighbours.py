@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from sciml.errors import SciMLError
-from sciml.models.neighbours import (farthest_point_sample, isolated, radius_graph, radius_neighbours,
-                                     random_sample, sample_counts)
+from sciml.models.neighbours import (farthest_point_sample, isolated, knn_neighbours, radius_graph,
+                                     radius_neighbours, random_sample, sample_counts)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -83,6 +83,27 @@ def test_cell_list_scales_without_a_dense_matrix():
     assert torch.equal(degree, brute)
 
 
+@pytest.mark.parametrize("method", ["brute", "kdtree"])
+@pytest.mark.parametrize("dim", [2, 3])
+def test_knn_neighbours_equal_brute_force(method, dim):
+    g = torch.Generator().manual_seed(20 + dim)
+    queries = torch.rand(120, dim, generator=g, dtype=torch.float64) * 3 - 1  # many far from every point
+    points = torch.rand(80, dim, generator=g, dtype=torch.float64)
+    query_batch = torch.randint(0, 4, (120,), generator=g)
+    point_batch = torch.cat([torch.randint(0, 2, (78,), generator=g), torch.tensor([2, 2])])  # scene 2: 2 points
+    d2 = ((queries[:, None] - points[None]) ** 2).sum(-1)
+    d2[query_batch[:, None] != point_batch[None, :]] = float("inf")
+    for k in (1, 3):
+        q, p = knn_neighbours(queries, points, k, query_batch=query_batch, point_batch=point_batch, method=method)
+        for i in range(len(queries)):
+            own = int((point_batch == query_batch[i]).sum())
+            expected = torch.argsort(d2[i])[:min(k, own)].tolist()  # scene 3 has no points: nothing
+            assert p[q == i].tolist() == expected
+    q, p = knn_neighbours(queries, points, 500, method=method)  # more than there are: all, nearest first
+    assert torch.equal(torch.bincount(q), torch.full((120,), 80))
+    assert torch.equal(p.view(120, 80), torch.argsort(((queries[:, None] - points[None]) ** 2).sum(-1), dim=1))
+
+
 def brute_fps(x, n):
     chosen = [0]
     dist = ((x - x[0]) ** 2).sum(1)
@@ -141,6 +162,8 @@ def test_isolated():
     (lambda: radius_neighbours(torch.rand(5, 3), torch.rand(5, 2), 0.1), "shape (n, 2)"),
     (lambda: sample_counts(0.0, n_points=10), "ratio must be in (0, 1]"),
     (lambda: farthest_point_sample(torch.rand(5, 2), 6), "cannot sample [6]"),
+    (lambda: knn_neighbours(torch.rand(5, 2), torch.rand(5, 2), 0), "k must be a positive integer"),
+    (lambda: knn_neighbours(torch.rand(5, 2), torch.rand(5, 2), 2, method="ball"), "choose one of"),
     (lambda: radius_graph(torch.tensor([[0.0], [1e30]]), 1e-12, method="cell"), "too small"),
 ])
 def test_bad_input(call, message):
