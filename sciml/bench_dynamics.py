@@ -111,8 +111,6 @@ import copy
 import hashlib
 import json
 import math
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -123,6 +121,7 @@ import torch
 
 from sciml import tables
 from sciml.atomic import atomic_write_json
+from sciml.bench_trials import machine_info
 from sciml.errors import SciMLError
 
 TASKS = ("data", "ns", "refiner", "sinenet-sweep", "swe")
@@ -715,13 +714,6 @@ def _trial_pairs(plan: dict, tasks: list, models: list | None) -> list[tuple[str
                 m for m in fits if "sinenet-sweep" in tasks and (m == "unet" or m.startswith("sinenet-"))]
         pairs += [(task, name) for name in dict.fromkeys(names)]
     return pairs
-
-
-def machine_info(device: torch.device) -> dict:
-    """Platform, CPU count, torch version and threads, and the device (GPU name on CUDA)."""
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 
 def _choose(what: str, given, valid: list) -> list:

@@ -81,10 +81,8 @@ import copy
 import json
 import math
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +94,7 @@ import numpy as np
 from sciml import tables
 from sciml.atomic import atomic_write_bytes, atomic_write_json
 from sciml.config import apply_overrides
+from sciml.bench_trials import answer_trial, machine_info, run_in_child
 from sciml.errors import SciMLError
 
 TASKS = ("data", "train", "dense")
@@ -181,15 +180,6 @@ def _choose(what: str, given, valid) -> list:
     if unknown:
         raise SciMLError(f"unknown {what} {unknown}; choose from {list(valid)}")
     return list(given)
-
-
-def machine_info(device: str) -> dict:
-    """Platform, CPU count, torch version and threads, and the GPU's name on CUDA."""
-    import torch
-
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "device": device,
-            "gpu": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None}
 
 
 # ----------------------------------------------------------------------------- data
@@ -540,15 +530,7 @@ def run_trial(spec: dict) -> list[dict]:
 
 def _run_in_child(spec: dict) -> list[dict]:
     """:func:`run_trial` in a fresh interpreter, so peak memory is the trial's own."""
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "rows.json"
-        spec_path.write_text(json.dumps({**spec, "rows_out": str(out_path)}))
-        done = subprocess.run([sys.executable, "-m", "sciml.bench_lagrangian", "--trial", str(spec_path)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SciMLError(f"benchmark trial {spec['trial']} {spec.get('model', '')} failed: {tail}")
-        return json.loads(out_path.read_text())
+    return run_in_child("sciml.bench_lagrangian", spec, f"{spec['trial']} {spec.get('model', '')}")
 
 
 # ----------------------------------------------------------------------------- results across pieces
@@ -736,8 +718,7 @@ def main(argv=None) -> None:
     parser.add_argument("--trial", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.trial:
-        spec = json.loads(Path(args.trial).read_text())
-        atomic_write_json(spec["rows_out"], run_trial(spec))
+        answer_trial(args.trial, run_trial)
         return
     try:
         for item in args.set:

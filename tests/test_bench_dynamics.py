@@ -83,7 +83,7 @@ def test_json_holds_every_trial_and_a_rerun_reuses_them(tiny_run):
     out, rows = tiny_run
     saved = json.loads((out / "bench_dynamics.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(rows))
-    assert {"platform", "cpus", "torch", "threads", "device"} <= set(saved["machine"])
+    assert {"platform", "cpus", "torch", "torch_threads", "device"} <= set(saved["machine"])
     assert saved["plan"]["train"]["steps"] == 2 and len(saved["summary"]) == len(rows)
     again = run(plan=tiny_plan(), out_dir=str(out), tasks=["ns"], models=["unet"])
     assert again == [r for r in rows if r["task"] == "ns" and r["model"] == "unet"]
