@@ -7,7 +7,8 @@ A base network outputs ``N`` basis functions ``b (B, N, t, *space)``; the layer 
 where the domain is split into blocks ``Omega_k`` (``experts`` per axis) and expert ``k``'s
 weights minimise, over ``w_k``, the squared PDE residual of ``b . w_k`` at collocation
 points in its block, the squared initial/boundary-condition residual at the condition
-points in its block, and ``ridge ||w_k||^2``. All experts of all samples are one batch
+points (by default all of them, as the reference code does for diffusion-sorption;
+``conditions="local"``: those in its block), and ``ridge ||w_k||^2``. All experts of all samples are one batch
 of ``B * K`` least-squares problems solved by
 :func:`~sciml.solvers.levenberg_marquardt.implicit_least_squares` (one batched linear
 solve per iteration) with the implicit-function backward. One expert over the whole
@@ -18,7 +19,8 @@ solve, takes channel 0 of the base output as ``u`` and gives the residual for th
 The PDE comes as a :class:`~sciml.datasets.pde_constraint.PDEConstraint`: its linear
 ``derivatives`` are applied once to all basis functions on the whole grid, then gathered
 at each expert's points, where the pointwise ``pde_residual`` and ``condition_residual``
-act on the expansion.
+act on the expansion; being pointwise, their Jacobian with respect to the weights is
+assembled from one derivative per derivative channel (see :class:`HardConstraintLayer`).
 
 Examples
 --------
@@ -193,11 +195,26 @@ class HardConstraintLayer(torch.nn.Module):
         An expert that does not converge is always in :attr:`record`; ``"raise"`` also
         raises :class:`~sciml.errors.ConvergenceError` (failing the training step).
     seed : int
-        Seed of the collocation-point draw.
+        Seed of the collocation-point (and condition-point) draw.
+    conditions : {"global", "local"}
+        Which initial/boundary-condition points enter each expert's solve. ``"global"``
+        (default, the reference code's diffusion-sorption MoE): every condition point of
+        the grid, in every expert; expert ``k``'s expansion ``b . w_k`` is evaluated there
+        (the basis functions are fields on the whole grid), so every expert is tied to the
+        same data and an interior block is not left without boundary information.
+        ``"local"``: only the condition points inside the expert's block (the reference
+        code's choice for Navier-Stokes, whose initial condition it partitions).
+    condition_points : int, optional
+        At most this many condition points per expert, drawn once (``seed``) without
+        replacement from those the expert sees; default all of them (the reference code
+        uses all: 1 024 initial plus 200 boundary points on 1024 x 101). For grids whose
+        boundary holds far more points than an expert's collocation points.
     allow_free_experts : bool
-        Allow experts whose block holds no condition point. Their weights are then fixed
-        by the PDE and the ridge alone (typically ``u = 0`` for a homogeneous PDE), so
-        by default such a partition is refused in hard mode.
+        Allow experts that see no condition point (with ``conditions="local"``, a block
+        away from the initial frame and the boundary). Their weights are then fixed by
+        the PDE and the ridge alone (typically ``u = 0`` for a homogeneous PDE), so by
+        default such a partition is refused in hard mode. With ``conditions="global"`` no
+        expert is free (unless the constraint has no condition point at all).
     expert_parallel : bool
         With ``torch.distributed`` initialised and more than one process, every process
         solves its :func:`shard_experts` share of the experts for the whole batch and the
@@ -221,17 +238,27 @@ class HardConstraintLayer(torch.nn.Module):
 
     Notes
     -----
-    Departures from the reference code: condition points enter only the experts whose
-    block holds them (the reference gives every diffusion-sorption expert the global
-    initial and boundary conditions); collocation points are fixed; and solver failures
-    are recorded per expert instead of their gradients being zeroed.
+    Departures from the reference code: collocation points are fixed; solver failures
+    are recorded per expert instead of their gradients being zeroed; and the condition
+    set is an option (the reference gives diffusion-sorption experts the global
+    conditions, Navier-Stokes experts their block's share of the initial condition).
+
+    The Jacobian of the residuals with respect to ``w_k``, needed at every
+    Levenberg-Marquardt iteration, uses that the residuals are pointwise in the
+    expansion's derivative values ``v_c = B_c w_k`` (``B_c (P, N)``: basis derivative
+    ``c`` at the expert's points): ``J = sum_c diag(dr/dv_c) B_c``, with ``dr/dv_c`` from
+    one forward-mode product of the pointwise residual per derivative channel ``c``
+    (``C`` channels, not ``N`` basis functions), on contiguous ``(B*K, P, N)`` tensors.
+    It is the exact Jacobian (equal to :func:`~sciml.solvers.levenberg_marquardt.batched_jacobian`
+    of the residual function); the implicit backward differentiates the residual function itself.
     """
 
     def __init__(self, constraint: PDEConstraint, n_basis: int, experts: Sequence[int] | None = None,
                  points_per_expert: int | None = None, *, mode: str = "hard", ridge: float = 1e-6,
                  condition_weight: float = 1.0, max_iterations: int = 50, tol: float | None = None,
                  damping: float = 1e-3, hessian: str = "exact", initial_weight: float = 0.0,
-                 on_failure: str = "report", seed: int = 0, allow_free_experts: bool = False,
+                 on_failure: str = "report", seed: int = 0, conditions: str = "global",
+                 condition_points: int | None = None, allow_free_experts: bool = False,
                  expert_parallel: bool = False, solve_dtype: str | None = None):
         super().__init__()
         if not isinstance(constraint, PDEConstraint):
@@ -248,6 +275,8 @@ class HardConstraintLayer(torch.nn.Module):
                                  f"not a multiple of {k}; choose a divisor of each grid size")
         if points_per_expert is not None:
             positive_int("points_per_expert", points_per_expert)
+        if condition_points is not None:
+            positive_int("condition_points", condition_points)
         if not (math.isfinite(ridge) and ridge >= 0 and math.isfinite(condition_weight) and condition_weight > 0):
             raise SciMLError(f"ridge ({ridge}) must be >= 0 and condition_weight ({condition_weight}) > 0")
         self.constraint = constraint
@@ -259,7 +288,9 @@ class HardConstraintLayer(torch.nn.Module):
             max_iterations=positive_int("max_iterations", max_iterations), tol=None if tol is None else float(tol),
             damping=float(damping), hessian=choice("hessian", hessian, ("exact", "gauss-newton")),
             initial_weight=float(initial_weight), on_failure=choice("on_failure", on_failure, ("report", "raise")),
-            seed=int(seed), allow_free_experts=bool(allow_free_experts), expert_parallel=bool(expert_parallel),
+            seed=int(seed), conditions=choice("conditions", conditions, ("global", "local")),
+            condition_points=condition_points, allow_free_experts=bool(allow_free_experts),
+            expert_parallel=bool(expert_parallel),
             solve_dtype=choice("solve_dtype", solve_dtype, (None, *_DTYPES)),
         )
         self._build_points()
@@ -296,20 +327,26 @@ class HardConstraintLayer(torch.nn.Module):
             return list(torch.split(points[order], counts))
 
         pde_lists = per_expert(torch.nonzero(interior).flatten())
-        cond_lists = per_expert(flat_cond)
+        cond_lists = per_expert(flat_cond) if cfg["conditions"] == "local" else [flat_cond] * self.n_experts
+        generator = torch.Generator().manual_seed(cfg["seed"])
         wanted = cfg["points_per_expert"]
         if wanted is not None:
             fewest = min(len(x) for x in pde_lists)
             if wanted > fewest:
                 raise SciMLError(f"points_per_expert = {wanted} exceeds the {fewest} interior points of the smallest "
                                  f"block: use at most {fewest} or leave it unset for all points")
-            generator = torch.Generator().manual_seed(cfg["seed"])
             pde_lists = [x[torch.randperm(len(x), generator=generator)[:wanted].sort().values] for x in pde_lists]
+        most = cfg["condition_points"]
+        if most is not None:  # drawn after the collocation points: the same seed gives the same collocation points
+            cond_lists = [x if len(x) <= most else x[torch.randperm(len(x), generator=generator)[:most].sort().values]
+                          for x in cond_lists]
         free = [e for e, x in enumerate(cond_lists) if len(x) == 0]
         if free and cfg["mode"] == "hard" and not cfg["allow_free_experts"]:
+            hint = ("the constraint has no condition point at all" if not len(flat_cond) else
+                    f"use fewer blocks along time (experts {experts}), conditions='global'")
             raise SciMLError(f"{len(free)} of {self.n_experts} experts (e.g. expert {free[0]}) hold no initial or boundary "
-                             f"condition point, so the PDE alone cannot fix their weights: use fewer blocks along "
-                             f"time (experts {experts}) or pass allow_free_experts=True")
+                             f"condition point, so the PDE alone cannot fix their weights: {hint} "
+                             f"or pass allow_free_experts=True")
         fallback = int(flat_cond[0]) if len(flat_cond) else 0
         pde_index, pde_weight = _pad(pde_lists, 0)
         cond_index, cond_weight = _pad(cond_lists, fallback)
@@ -328,10 +365,13 @@ class HardConstraintLayer(torch.nn.Module):
         return torch.stack(torch.unravel_index(flat.flatten(), self.constraint.grid_shape), dim=-1)
 
     def _residual_function(self, derivatives: dict[str, torch.Tensor], data: dict, experts: torch.Tensor):
-        """``residual_fn(w (B*K, N), *params) -> (B*K, P + Q)`` for the experts ``experts``, and its ``params``.
+        """``residual_fn(w (E, N), *params) -> (E, P + Q)`` and its ``jacobian_fn -> (E, P + Q, N)`` for
+        the experts ``experts`` (``E = B * len(experts)``), and their ``params``.
 
         ``derivatives`` maps names to ``(B, N, G)``; the PDE residuals come first, then
         the condition residuals (times ``sqrt(condition_weight)``); padding slots weigh 0.
+        The params start with the basis derivative values gathered at the points, one
+        contiguous ``(E, P, N)`` tensor per piece (PDE, conditions) and derivative name.
         """
         constraint = self.constraint
         names = sorted(derivatives)
@@ -345,28 +385,60 @@ class HardConstraintLayer(torch.nn.Module):
                  constraint.condition_residual)):
             points = index.to(experts.device)[experts]  # buffers follow the input even if the layer was not moved
             if points.shape[1]:
-                pieces.append((points, (weight.to(experts.device)[experts] * scale).to(dtype), residual))
-        gathered = [derivatives[k][:, :, points].movedim(2, 1) for points, _, _ in pieces for k in names]
+                weight = (weight.to(experts.device)[experts] * scale).to(dtype)
+                pieces.append((points, weight.expand(batch, *weight.shape).reshape(batch * n_local, -1), residual))
+        # (B, N, G) -> (B, K * P, N) -> (E, P, N): gathered once per forward pass, contiguous for bmm
+        gathered = [derivatives[k].transpose(1, 2)[:, points.flatten()].reshape(batch * n_local, -1, n_basis)
+                    for points, _, _ in pieces for k in names]
         grid_index = [self._grid_index(points) for points, _, _ in pieces]
         keys = [k for k, v in data.items() if isinstance(v, torch.Tensor) and v.is_floating_point()]
         static = {k: v for k, v in data.items() if k not in keys}
+        n_names = len(names)
+
+        def split(params):
+            return params[: len(gathered)], {**static, **dict(zip(keys, params[len(gathered):]))}
+
+        def pointwise(j, fields):
+            """Piece ``j``'s residual as a function of its ``(B, K * P)`` derivative values, one per name."""
+            residual, where = pieces[j][2], grid_index[j]
+
+            def fn(*values):
+                r = residual(dict(zip(names, values)), fields, where)
+                if tuple(r.shape) != (batch, where.shape[0]):
+                    raise SciMLError(f"{type(constraint).__name__} returned a residual of shape {tuple(r.shape)} "
+                                     f"for values of shape {(batch, where.shape[0])}: return one value per point")
+                return r
+            return fn
+
+        def expansion(bases, w):
+            """``(B, K * P)`` values of ``b . w_k`` for each ``(E, P, N)`` basis derivative."""
+            return [torch.bmm(b, w.unsqueeze(-1)).reshape(batch, -1) for b in bases]
 
         def residual_fn(w, *params):
-            values, tensors = params[: len(gathered)], params[len(gathered):]
-            fields = {**static, **dict(zip(keys, tensors))}
-            w = w.reshape(batch, n_local, n_basis)
+            values, fields = split(params)
             out = []
-            for j, ((points, weight, residual), where) in enumerate(zip(pieces, grid_index)):
-                at = {k: torch.einsum("bknp,bkn->bkp", values[j * len(names) + i], w).reshape(batch, -1)
-                      for i, k in enumerate(names)}
-                r = residual(at, fields, where)
-                if tuple(r.shape) != (batch, where.shape[0]):
-                    raise SciMLError(f"{type(constraint).__name__} returned a residual of shape {tuple(r.shape)} for "
-                                     f"values of shape {(batch, where.shape[0])}: return one value per point")
-                out.append(r.reshape(batch, n_local, -1) * weight)
-            return torch.cat(out, dim=-1).reshape(batch * n_local, -1)
+            for j, (_, weight, _) in enumerate(pieces):
+                r = pointwise(j, fields)(*expansion(values[j * n_names:(j + 1) * n_names], w))
+                out.append(r.reshape(batch * n_local, -1) * weight)
+            return torch.cat(out, dim=-1)
 
-        return residual_fn, (*gathered, *(data[k] for k in keys))
+        def jacobian_fn(w, *params):
+            # r = f(v_1, ..., v_C) pointwise with v_c = B_c w, so dr/dw = sum_c diag(df/dv_c) B_c
+            values, fields = split(params)
+            out = []
+            for j, (_, weight, _) in enumerate(pieces):
+                bases = values[j * n_names:(j + 1) * n_names]
+                at = tuple(expansion(bases, w))
+                fn = pointwise(j, fields)
+                # one-hot tangents: channel c's tangent is 1 in batch slot c, vmapped over the C slots
+                one_hot = torch.eye(n_names, dtype=w.dtype, device=w.device)
+                tangents = tuple(one_hot[c].reshape(-1, 1, 1).expand(n_names, *v.shape) for c, v in enumerate(at))
+                slopes = torch.func.vmap(lambda *t: torch.func.jvp(fn, at, t)[1])(*tangents)
+                slopes = slopes.reshape(n_names, batch * n_local, -1) * weight
+                out.append(sum(slopes[c].unsqueeze(-1) * b for c, b in enumerate(bases)))
+            return torch.cat(out, dim=1)
+
+        return residual_fn, jacobian_fn, (*gathered, *(data[k] for k in keys))
 
     def _check(self, field: torch.Tensor, lead: int, what: str) -> None:
         grid = self.constraint.grid_shape
@@ -415,10 +487,10 @@ class HardConstraintLayer(torch.nn.Module):
         share = range(self.n_experts) if shard is None else shard_experts(self.n_experts, shard[1], shard[0])
         experts = torch.arange(share.start, share.stop, device=b.device)
         derivatives = {k: v.flatten(2) for k, v in self.constraint.derivatives(b).items()}
-        residual_fn, params = self._residual_function(derivatives, data, experts)
+        residual_fn, jacobian_fn, params = self._residual_function(derivatives, data, experts)
         w0 = torch.full((batch * len(experts), self.n_basis), cfg["initial_weight"], dtype=b.dtype, device=b.device)
-        w, report = implicit_least_squares(residual_fn, w0, params, hessian=cfg["hessian"], ridge=cfg["ridge"],
-                                           max_iterations=cfg["max_iterations"], tol=cfg["tol"],
+        w, report = implicit_least_squares(residual_fn, w0, params, jacobian=jacobian_fn, hessian=cfg["hessian"],
+                                           ridge=cfg["ridge"], max_iterations=cfg["max_iterations"], tol=cfg["tol"],
                                            damping=cfg["damping"])
         w = w.reshape(batch, len(experts), self.n_basis)
         stats = [t.reshape(batch, len(experts)) for t in (report.iterations, report.residual, report.status)]
@@ -446,7 +518,7 @@ class HardConstraintLayer(torch.nn.Module):
         u_cast, data = self._cast(u, data)
         experts = torch.arange(self.n_experts, device=u.device)
         derivatives = {k: v.flatten(1).unsqueeze(1) for k, v in self.constraint.derivatives(u_cast).items()}
-        residual_fn, params = self._residual_function(derivatives, data, experts)
+        residual_fn, _, params = self._residual_function(derivatives, data, experts)
         ones = torch.ones(u.shape[0] * self.n_experts, 1, dtype=u_cast.dtype, device=u.device)
         r = residual_fn(ones, *params).square().reshape(u.shape[0], self.n_experts, -1)
         n_pde = self.pde_index.shape[1]

@@ -31,7 +31,8 @@ What is measured
     and inference passes, after one of each as warm-up, of global against MoE at a
     total of ``points`` collocation points (the global expert holds all of them, each
     MoE expert ``points / K``: both solve the PDE at the same number of points; the
-    paper's experts each hold the full count, on one GPU each) on
+    paper's experts each hold the full count, on one GPU each; every expert also holds
+    all the condition points, 1 224 on 1024 x 101) on
     ``timing.n_cells x timing.n_frames``, on the chosen device, with the speedup
     ``global / moe`` and a log-log plot (``bench_constraints_timing.png``).
 
@@ -48,16 +49,18 @@ Settings and departures from the reference code (``ASK-Berkeley/physics-NNs-hard
 ``configs/models/fno2d-64-8m*.yaml``, ``configs/training/ds.yaml``)
     The reference trains on 1024 x 101 with an FNO of 5 Fourier layers of width 64 and
     8 modes, 16 basis functions, 20 000 collocation points per expert drawn anew every
-    step, batch 6, 4050 steps, Levenberg-Marquardt (optimistix, rtol = atol = 1e-4, at
-    most 100 steps, from ``w = 1``, residual ``1e-4 w``: ``ridge = 1e-8``), all in
-    float64; :data:`PAPER` (``--paper``) uses those sizes, for a GPU. :data:`FULL` is
+    step, every diffusion-sorption expert also holding all the initial and boundary
+    points (``conditions="global"`` here, in every plan), batch 6, 4050 steps,
+    Levenberg-Marquardt (optimistix, rtol = atol = 1e-4, at most 100 steps, from
+    ``w = 1``, residual ``1e-4 w``: ``ridge = 1e-8``), all in float64; :data:`PAPER` (``--paper``) uses those sizes, for a GPU. :data:`FULL` is
     sized for two CPU cores (128 cells x 51 frames, a 4-layer FNO of width 32, 36
     training samples, 25 epochs: 150 steps); :data:`QUICK` for a minute on one core.
     Departures, in every plan:
 
-    * each expert's initial and boundary conditions are those in its block (the
-      layer's choice); the reference gives every diffusion-sorption expert the global
-      initial and boundary conditions as well, which ties the experts together;
+    * the Levenberg-Marquardt stopping tests are MINPACK's with ``tol = 1e-4``
+      (:func:`~sciml.solvers.levenberg_marquardt.batched_levenberg_marquardt`), not
+      optimistix' Cauchy test with ``rtol = atol = 1e-4``: the same tolerance, on
+      the gradient, the step and the decrease instead of the step and the value;
     * the collocation points are fixed per layer; their number per expert is the
       reference's share of the grid, ``point_fraction``, for both hard methods;
     * the PDE residual is ``R(u) u_t - D u_xx`` (the reference: ``u_t - D / R(u) u_xx``),
@@ -109,7 +112,8 @@ TASKS = ("accuracy", "timing")
 PAPER_POINT_FRACTION = 20000 / (100 * 1022)
 """The reference's 20 000 points per expert as a share of the interior of its 1024 x 101 grid."""
 
-_LAYER = {"ridge": 1e-8, "tol": 1e-4, "max_iterations": 100, "initial_weight": 1.0, "condition_weight": 1.0}
+_LAYER = {"ridge": 1e-8, "tol": 1e-4, "max_iterations": 100, "initial_weight": 1.0, "condition_weight": 1.0,
+          "conditions": "global"}
 FULL = {
     "n_cells": 128, "n_frames": 51, "t_final": 500.0, "train_frames": 41, "n_train": 36, "n_test": 16, "data_seed": 0,
     "model": {"n_modes": 8, "width": 32, "n_layers": 4}, "n_basis": 16, "experts": [1, 4],

@@ -6,10 +6,11 @@
 
 where ``residual_fn`` maps the stacked unknowns ``w (E, N)`` to the stacked residuals
 ``(E, M)`` and problem ``e``'s residuals depend on ``w[e]`` only. Each iteration makes one
-batched Jacobian evaluation (``N`` forward-mode products, vectorised with
+batched Jacobian evaluation (by default ``N`` forward-mode products, vectorised with
 :func:`torch.func.vmap`: because the problems are independent, the tangent ``e_j`` set in
-every problem at once yields column ``j`` of every problem's Jacobian) and one batched
-linear solve for the steps of all problems; damping, acceptance and stopping are decided
+every problem at once yields column ``j`` of every problem's Jacobian; a caller that
+knows the Jacobian's structure passes its own ``jacobian``) and one batched linear
+solve for the steps of all problems; damping, acceptance and stopping are decided
 per problem with masks, never with a Python loop over problems.
 
 :func:`implicit_least_squares` runs the same solver without building a graph and attaches
@@ -155,7 +156,8 @@ def _objective(residual: torch.Tensor, w: torch.Tensor, ridge: float) -> torch.T
 
 def batched_levenberg_marquardt(residual_fn: ResidualFn, w0: torch.Tensor, params: Sequence = (), *,
                                 max_iterations: int = 100, tol: float | None = None, damping: float = 1e-3,
-                                ridge: float = 0.0) -> tuple[torch.Tensor, LMReport]:
+                                ridge: float = 0.0, jacobian: ResidualFn | None = None
+                                ) -> tuple[torch.Tensor, LMReport]:
     """Minimise ``1/2 ||r_e(w_e)||^2 + ridge/2 ||w_e||^2`` for a batch of independent problems.
 
     Levenberg-Marquardt with Nielsen's damping update, as in Madsen, Nielsen and
@@ -206,6 +208,10 @@ def batched_levenberg_marquardt(residual_fn: ResidualFn, w0: torch.Tensor, param
         the first rejected step.
     ridge : float
         Weight of ``||w||^2`` (Tikhonov regularisation; makes ``J^T J + ridge I`` definite).
+    jacobian : callable, optional
+        ``jacobian(w, *params) -> (E, M, N)``, the Jacobians of ``residual_fn``; default
+        :func:`batched_jacobian` (``N`` forward-mode products). Give it where the
+        structure of the residuals allows a cheaper exact Jacobian.
 
     Returns
     -------
@@ -242,6 +248,12 @@ def batched_levenberg_marquardt(residual_fn: ResidualFn, w0: torch.Tensor, param
     if not tol > 0:
         raise SciMLError(f"tol must be positive, got {tol}")
 
+    if jacobian is None:
+        def jacobian_fn(x, *p):
+            return batched_jacobian(residual_fn, x, p)
+    else:
+        jacobian_fn = jacobian
+
     with torch.no_grad():
         params = tuple(p.detach() if isinstance(p, torch.Tensor) else p for p in params)
         w = w0.detach().clone()
@@ -261,7 +273,10 @@ def batched_levenberg_marquardt(residual_fn: ResidualFn, w0: torch.Tensor, param
             active = status == _RUNNING
             if not bool(active.any()):
                 break
-            jac = batched_jacobian(residual_fn, w, params)
+            jac = jacobian_fn(w, *params)
+            if it == 0 and tuple(jac.shape) != (n_problems, residual.shape[1], n):
+                raise SciMLError(f"jacobian returned shape {tuple(jac.shape)}: expected (problems, residuals, "
+                                 f"unknowns) = {(n_problems, residual.shape[1], n)}")
             normal = jac.transpose(-1, -2) @ jac + ridge * eye
             gradient = (jac.transpose(-1, -2) @ residual.unsqueeze(-1)).squeeze(-1) + ridge * w
             diagonal_max = normal.diagonal(dim1=-2, dim2=-1).amax(-1)
@@ -338,14 +353,16 @@ class ImplicitLeastSquares(torch.autograd.Function):
     drops the second-order term: cheaper and always positive definite for
     ``ridge > 0``, but exact only for affine residuals or zero residual at the solution.
 
-    Called as ``ImplicitLeastSquares.apply(residual_fn, ridge, hessian, w_star, *params)``;
+    Called as ``ImplicitLeastSquares.apply(residual_fn, jacobian, ridge, hessian, w_star, *params)``
+    (``jacobian`` as for :func:`batched_levenberg_marquardt`, or ``None``; the Gauss-Newton
+    Hessian uses it, the exact one differentiates ``residual_fn``);
     use :func:`implicit_least_squares`. Not twice differentiable. The gradient is that of
     the minimiser only where the solver converged: check the report.
     """
 
     @staticmethod
-    def forward(ctx, residual_fn, ridge, hessian, w_star, *params):
-        ctx.residual_fn, ctx.ridge, ctx.hessian = residual_fn, ridge, hessian
+    def forward(ctx, residual_fn, jacobian, ridge, hessian, w_star, *params):
+        ctx.residual_fn, ctx.jacobian, ctx.ridge, ctx.hessian = residual_fn, jacobian, ridge, hessian
         ctx.save_for_backward(w_star, *params)
         return w_star.clone()
 
@@ -354,7 +371,7 @@ class ImplicitLeastSquares(torch.autograd.Function):
     def backward(ctx, grad_w):
         w, *params = ctx.saved_tensors
         fn, ridge = ctx.residual_fn, ctx.ridge
-        wanted = [i for i, need in enumerate(ctx.needs_input_grad[4:]) if need]
+        wanted = [i for i, need in enumerate(ctx.needs_input_grad[5:]) if need]
 
         def objective(x, *p):
             return _objective(fn(x, *p), x, ridge).sum()
@@ -366,7 +383,7 @@ class ImplicitLeastSquares(torch.autograd.Function):
             hess = torch.func.vmap(lambda t: torch.func.jvp(lambda x: gradient(x, *params), (w,), (t,))[1])(tangents)
             hess = hess.movedim(0, -1)
         else:
-            jac = batched_jacobian(fn, w, params)
+            jac = batched_jacobian(fn, w, params) if ctx.jacobian is None else ctx.jacobian(w, *params)
             hess = jac.transpose(-1, -2) @ jac + ridge * torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)
         adjoint, info = torch.linalg.solve_ex(hess, grad_w)
         if bool((info != 0).any()) or not bool(torch.isfinite(adjoint).all()):
@@ -385,11 +402,11 @@ class ImplicitLeastSquares(torch.autograd.Function):
         out = [None] * len(params)
         for i, g in zip(wanted, grads):
             out[i] = g
-        return (None, None, None, None, *out)
+        return (None, None, None, None, None, *out)
 
 
 def implicit_least_squares(residual_fn: ResidualFn, w0: torch.Tensor, params: Sequence[torch.Tensor] = (), *,
-                           hessian: str = "exact", ridge: float = 0.0,
+                           hessian: str = "exact", ridge: float = 0.0, jacobian: ResidualFn | None = None,
                            **options) -> tuple[torch.Tensor, LMReport]:
     """:func:`batched_levenberg_marquardt`, differentiable with respect to ``params`` by :class:`ImplicitLeastSquares`.
 
@@ -398,7 +415,7 @@ def implicit_least_squares(residual_fn: ResidualFn, w0: torch.Tensor, params: Se
 
     Parameters
     ----------
-    residual_fn, w0, params, ridge, **options
+    residual_fn, w0, params, ridge, jacobian, **options
         As for :func:`batched_levenberg_marquardt`.
     hessian : {"exact", "gauss-newton"}
         The Hessian the backward pass solves with (see :class:`ImplicitLeastSquares`).
@@ -415,7 +432,7 @@ def implicit_least_squares(residual_fn: ResidualFn, w0: torch.Tensor, params: Se
     if hessian not in ("exact", "gauss-newton"):
         raise SciMLError(f"hessian = {hessian!r} is not supported; choose 'exact' or 'gauss-newton'")
     params = tuple(params)
-    w, report = batched_levenberg_marquardt(residual_fn, w0, params, ridge=ridge, **options)
+    w, report = batched_levenberg_marquardt(residual_fn, w0, params, ridge=ridge, jacobian=jacobian, **options)
     if torch.is_grad_enabled() and any(isinstance(p, torch.Tensor) and p.requires_grad for p in params):
-        w = ImplicitLeastSquares.apply(residual_fn, ridge, hessian, w, *params)
+        w = ImplicitLeastSquares.apply(residual_fn, jacobian, ridge, hessian, w, *params)
     return w, report

@@ -8,7 +8,7 @@ from sciml.errors import ConvergenceError, SciMLError
 from sciml.models import build_model
 from sciml.models.hard_constraint import (ConstrainedModel, HardConstraintLayer, build_constrained_model,
                                           expert_of_points, shard_experts)
-from sciml.solvers.levenberg_marquardt import STATUS
+from sciml.solvers.levenberg_marquardt import STATUS, batched_jacobian
 
 F64 = torch.float64
 D = 0.5
@@ -104,16 +104,58 @@ def test_global_layer_is_the_global_least_squares_solve():
     torch.testing.assert_close(u[0], torch.einsum("n...,n->...", basis[0], w), rtol=0, atol=1e-10)
 
 
-def test_moe_experts_see_only_their_block():
+def test_local_conditions_experts_see_only_their_block():
     constraint, basis, exact = heat_problem()
     with pytest.raises(SciMLError, match="hold no initial or boundary condition point"):
-        layer_for(constraint, basis, experts=(2, 3))  # the late middle block touches no condition
-    layer = layer_for(constraint, basis, experts=(2, 3), allow_free_experts=True)
+        layer_for(constraint, basis, experts=(2, 3), conditions="local")  # the late middle block touches none
+    layer = layer_for(constraint, basis, experts=(2, 3), conditions="local", allow_free_experts=True)
     u = layer(basis, {"u": exact[:1]})
     owner = expert_of_points((6, 12), (2, 3))
     free, early = owner == 4, owner < 3                  # late middle block: PDE + ridge only, so u = 0 there
     assert u[0][free].abs().max() < 1e-8 and exact[0][free].abs().min() > 0.04
     torch.testing.assert_close(u[0][early], exact[0][early], rtol=0, atol=1e-8)  # blocks holding the IC
+
+
+def test_global_conditions_tie_every_expert_to_all_condition_points():
+    constraint, basis, exact = heat_problem()
+    layer = layer_for(constraint, basis, experts=(2, 3))  # default: conditions="global", no expert is free
+    n_conditions = int(constraint.condition_mask().sum())
+    assert layer.config["conditions"] == "global" and layer.cond_index.shape == (6, n_conditions)
+    assert (layer.cond_weight == 1).all() and (layer.cond_index == layer.cond_index[:1]).all()
+    u = layer(basis, {"u": exact[:1]})
+    assert layer.record.converged.all(), layer.record.message
+    torch.testing.assert_close(u, exact[:1], rtol=0, atol=1e-8)  # the late middle block (expert 4) included
+
+    # an expert's expansion is judged at condition points outside its block: with data that no single
+    # expansion in the span fits, the global-conditions block differs from the local-conditions one
+    torch.manual_seed(0)
+    noisy = exact[:1] + 0.05 * torch.randn_like(exact[:1])
+    local = layer_for(constraint, basis, experts=(1, 3), conditions="local")(basis, {"u": noisy})
+    spread = layer_for(constraint, basis, experts=(1, 3))(basis, {"u": noisy})
+    assert (local - spread)[0, :, 4:8].abs().max() > 1e-3
+
+    capped = layer_for(constraint, basis, experts=(1, 3), condition_points=10, seed=2)
+    assert capped.cond_index.shape == (3, 10) and len(set(map(tuple, capped.cond_index.tolist()))) == 3
+    assert torch.isin(capped.cond_index, layer.cond_index[0]).all()
+    torch.testing.assert_close(capped(basis, {"u": exact[:1]}), exact[:1], rtol=0, atol=1e-8)
+    with pytest.raises(SciMLError, match="conditions"):
+        layer_for(constraint, basis, conditions="nearby")
+
+
+@pytest.mark.parametrize("grid,experts", [((6, 12), (1, 3)), ((4, 6, 6), (2, 1, 3))])
+def test_pointwise_jacobian_equals_forward_mode_jacobian(grid, experts):
+    constraint, basis, exact = heat_problem(grid)
+    constraint.cubic = 0.7  # nonlinear pointwise residual: dr/dv depends on w
+    layer = layer_for(constraint, basis, experts=experts, condition_weight=2.0, points_per_expert=4)
+    torch.manual_seed(0)
+    basis = torch.cat([basis, basis + 0.1 * torch.randn_like(basis)])
+    derivatives = {k: v.flatten(2) for k, v in constraint.derivatives(basis).items()}
+    residual_fn, jacobian_fn, params = layer._residual_function(derivatives, {"u": exact},
+                                                                torch.arange(layer.n_experts))
+    w = torch.randn(2 * layer.n_experts, basis.shape[1], dtype=F64)
+    fast = jacobian_fn(w, *params)
+    assert fast.shape == (2 * layer.n_experts, 4 + layer.cond_index.shape[1], basis.shape[1])
+    torch.testing.assert_close(fast, batched_jacobian(residual_fn, w, params), rtol=1e-12, atol=1e-12)
 
 
 def test_points_per_expert_subset_is_seeded():
@@ -145,7 +187,7 @@ def test_failures_are_reported_or_raised():
     constraint, basis, exact = heat_problem()
     data = exact[:1].clone()
     data[0, :, -1] = float("nan")  # the right boundary values belong to the last expert only
-    layer = layer_for(constraint, basis, experts=(1, 3))
+    layer = layer_for(constraint, basis, experts=(1, 3), conditions="local")
     u = layer(basis, {"u": data})
     assert layer.record.converged.tolist() == [[True, True, False]]
     assert STATUS[int(layer.record.status[0, 2])] == "non_finite"
@@ -158,7 +200,7 @@ def test_failures_are_reported_or_raised():
     with pytest.raises(ConvergenceError, match=r"Hessian of problems \[2\] is singular or not finite"):
         layer(leaf, {"u": data}).sum().backward()
 
-    strict = layer_for(constraint, basis, experts=(1, 3), on_failure="raise")
+    strict = layer_for(constraint, basis, experts=(1, 3), conditions="local", on_failure="raise")
     with pytest.raises(ConvergenceError, match="2/3 expert solves converged"):
         strict(basis, {"u": data})
     capped = layer_for(constraint, basis, damping=1e-3, max_iterations=1, on_failure="raise")

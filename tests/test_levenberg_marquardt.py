@@ -56,6 +56,23 @@ def test_jacobian_of_independent_problems():
     torch.testing.assert_close(batched_jacobian(fn, w, (c,)), expected)
 
 
+def test_a_given_jacobian_is_used():
+    a = torch.tensor([1.0, 2.0], dtype=F64)
+    calls = []
+
+    def jacobian(w, a):  # of rosenbrock
+        calls.append(1)
+        zero = torch.zeros_like(a)
+        return torch.stack([torch.stack([-20 * w[:, 0], 10 + zero], -1), torch.stack([zero - 1, zero], -1)], 1)
+
+    w0 = torch.tensor([[-1.2, 1.0], [0.0, 0.0]], dtype=F64)
+    w, report = batched_levenberg_marquardt(rosenbrock, w0, (a,), jacobian=jacobian, tol=1e-12, max_iterations=200)
+    assert report.converged.all() and len(calls) == int(report.iterations.max()) + 1
+    torch.testing.assert_close(w, torch.stack([a, a ** 2], dim=-1), rtol=0, atol=1e-8)
+    with pytest.raises(SciMLError, match="jacobian returned shape"):
+        batched_levenberg_marquardt(rosenbrock, w0, (a,), jacobian=lambda w, a: jacobian(w, a)[:, :1])
+
+
 def test_failures_are_reported_per_problem_never_masked():
     shift = torch.tensor([1.0, -5.0, 1.0], dtype=F64)
 
