@@ -91,11 +91,8 @@ import copy
 import json
 import math
 import os
-import platform
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,6 +101,7 @@ import numpy as np
 
 from sciml import tables
 from sciml.atomic import atomic_write_json
+from sciml.bench_trials import machine_info, run_in_child
 from sciml.errors import SciMLError
 
 METHODS = ("soft", "global", "moe")
@@ -513,29 +511,10 @@ def _run_trial(spec: dict, isolate: bool) -> list[dict]:
     """A trial in a fresh interpreter (``isolate``, so its peak memory is its own) or in this process."""
     if not isolate:
         return TRIALS[spec["task"]](spec)
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "rows.json"
-        spec_path.write_text(json.dumps({**spec, "rows_out": str(out_path)}))
-        done = subprocess.run([sys.executable, "-m", "sciml.bench_constraints", "--trial", str(spec_path)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SciMLError(f"constraints benchmark trial {spec['task']} {spec['method']} failed: {tail}")
-        return json.loads(out_path.read_text())
+    return run_in_child("sciml.bench_constraints", spec, f"constraints {spec['task']} {spec['method']}")
 
 
 # ----------------------------------------------------------------------------- the suite
-def machine(device) -> dict:
-    """Platform, CPU count, library versions and the accelerator, for the JSON record."""
-    import torch
-
-    info = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def _key(row: dict) -> tuple:
     return (row["task"], row["method"], row.get("seed"), row.get("points"))
 
@@ -637,7 +616,7 @@ def run(quick: bool = False, out_dir: str | None = None, *, paper: bool = False,
         rows = [r for r in earlier if _key(r) not in done] + rows
         if out_dir is not None:
             atomic_write_json(record, {"benchmark": "constraints", "quick": quick, "paper": paper, "plan": plan,
-                                       "machine": machine(chosen_device), "seconds": time.perf_counter() - started,
+                                       "machine": machine_info(chosen_device), "seconds": time.perf_counter() - started,
                                        "rows": rows, "summary": summarize(rows)})
             if any(r["task"] == "timing" for r in rows):
                 plot_timing(rows, root / "bench_constraints_timing.png")
