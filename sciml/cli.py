@@ -82,6 +82,20 @@ def resolve_generation_solver(problem, config: dict) -> dict:
     return choice
 
 
+def _with_flags(config: dict, overrides, flags) -> dict:
+    """``config`` with the given ``(section.key, value)`` flags and the dotted overrides applied;
+    ``sciml generate`` needs ``--n`` and ``--out`` in the end."""
+    for key, value in flags:
+        if value is not None:
+            section, name = key.split(".")
+            config[section][name] = value
+    config = apply_overrides(config, overrides)
+    for key, flag in (("n", "--n"), ("out", "--out")):
+        if config["generate"].get(key) is None:
+            raise SciMLError(f"sciml generate needs {flag} (or generate.{key} in the config)")
+    return config
+
+
 def cmd_generate(args, overrides) -> int:
     from sciml.datasets.trajectory_generator import TRAJECTORY_GENERATORS
     from sciml.generate import generate_dataset
@@ -92,20 +106,12 @@ def cmd_generate(args, overrides) -> int:
     config = {"pde": {"name": args.pde}, "solver": {"method": "auto", **DEFAULT_TOLERANCES},
               "generate": {"seed": 0, "dtype": "float32"}}
     config = _merged_config(config, args, [])
-    for key, value in (("pde.resolution", args.resolution), ("generate.n", args.n), ("generate.out", args.out),
-                       ("generate.seed", args.seed), ("solver.method", args.solver),
-                       ("solver.preconditioner", args.preconditioner), ("solver.rtol", args.rtol),
-                       ("solver.maxiter", args.maxiter), ("generate.ordering", args.ordering),
-                       ("generate.workers", args.workers), ("generate.chains", args.chains),
-                       ("generate.scheduler", args.scheduler)):
-        if value is not None:
-            section, name = key.split(".")
-            config[section][name] = value
-    config = apply_overrides(config, overrides)
+    config = _with_flags(config, overrides, (
+        ("pde.resolution", args.resolution), ("generate.n", args.n), ("generate.out", args.out),
+        ("generate.seed", args.seed), ("solver.method", args.solver), ("solver.preconditioner", args.preconditioner),
+        ("solver.rtol", args.rtol), ("solver.maxiter", args.maxiter), ("generate.ordering", args.ordering),
+        ("generate.workers", args.workers), ("generate.chains", args.chains), ("generate.scheduler", args.scheduler)))
     gen = config["generate"]
-    for key, flag in (("n", "--n"), ("out", "--out")):
-        if gen.get(key) is None:
-            raise SciMLError(f"sciml generate needs {flag} (or generate.{key} in the config)")
     if "resolution" not in config["pde"]:
         raise SciMLError("sciml generate needs --resolution (or pde.resolution in the config)")
     problem, solver, choice = build_generation(config)
@@ -132,16 +138,10 @@ def generate_trajectories(args, overrides) -> int:
     from sciml.simulate import simulate_dataset
 
     config = _merged_config({"pde": {"name": args.pde}, "generate": {"seed": 0, "batch_size": 8}}, args, [])
-    for key, value in (("generate.n", args.n), ("generate.out", args.out), ("generate.seed", args.seed),
-                       ("pde.resolution", args.resolution), ("generate.device", args.device)):
-        if value is not None:
-            section, name = key.split(".")
-            config[section][name] = value
-    config = apply_overrides(config, overrides)
+    config = _with_flags(config, overrides, (
+        ("generate.n", args.n), ("generate.out", args.out), ("generate.seed", args.seed),
+        ("pde.resolution", args.resolution), ("generate.device", args.device)))
     gen = config["generate"]
-    for key, flag in (("n", "--n"), ("out", "--out")):
-        if gen.get(key) is None:
-            raise SciMLError(f"sciml generate needs {flag} (or generate.{key} in the config)")
     ignored = [flag for flag, value in (("--solver", args.solver), ("--ordering", args.ordering),
                                         ("--workers", args.workers), ("--scheduler", args.scheduler)) if value]
     if ignored:
