@@ -113,20 +113,6 @@ def _write_attrs(f, attrs: dict) -> None:
         f.attrs[key] = json.dumps(value, default=_jsonable) if key in JSON_ATTRIBUTES else value
 
 
-def _check_grid(fields: dict, coords: dict) -> tuple[str, ...]:
-    if not fields:
-        raise DataFileError("no fields to write: pass at least one (sample, time, *space) array")
-    dims = tuple(coords)
-    if not dims or dims[0] != "time" or dims[1:] != SPATIAL_DIMS[: len(dims) - 1]:
-        raise DataFileError(f"coords must be ordered ('time', 'x'[, 'y'[, 'z']]), got {list(dims)}")
-    shape = tuple(len(coords[d]) for d in dims)
-    for name, value in fields.items():
-        if tuple(np.shape(value)[1:]) != shape:
-            raise DataFileError(f"field {name!r} has shape {tuple(np.shape(value))}, expected (sample, {', '.join(map(str, shape))}) "
-                                "from the coordinates; pass arrays shaped (sample, time, *space)")
-    return dims
-
-
 def write_grid_trajectories(path, fields: dict, coords: dict, attrs: dict, seeds=None, dtype=np.float32) -> str:
     """Write grid trajectories ``name -> (sample, time, *space)`` into a new file, atomically.
 
@@ -144,22 +130,42 @@ def write_grid_trajectories(path, fields: dict, coords: dict, attrs: dict, seeds
     seeds : sequence of int, optional
         Per-sample seeds (default ``0..n-1``).
     """
+    n = len(next(iter(fields.values()))) if fields else 0
+    seeds = np.arange(n) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    return _write_grid(path, list(fields), n, [(seeds, fields)], coords, attrs, dtype)
+
+
+def _write_grid(path, names: list, n: int, batches, coords: dict, attrs: dict, dtype) -> str:
+    """Write ``n`` grid trajectories from ``batches`` of ``(seeds, {name: (b, time, *space)})``,
+    read one batch at a time, into a new file, atomically."""
     import h5netcdf
 
-    dims = _check_grid(fields, coords)
-    n = len(next(iter(fields.values())))
-    seeds = np.arange(n) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    if not names:
+        raise DataFileError("no fields to write: pass at least one (sample, time, *space) array")
+    dims = tuple(coords)
+    if not dims or dims[0] != "time" or dims[1:] != SPATIAL_DIMS[: len(dims) - 1]:
+        raise DataFileError(f"coords must be ordered ('time', 'x'[, 'y'[, 'z']]), got {list(dims)}")
     shape = tuple(len(coords[d]) for d in dims)
     with temporary_beside(Path(path)) as tmp, h5netcdf.File(tmp, "w") as f:
         f.dimensions = {"sample": n, **dict(zip(dims, shape))}
         for d in dims:
             f.create_variable(d, (d,), np.float64)[:] = np.asarray(coords[d], dtype=np.float64)
         f.create_variable("sample", ("sample",), np.int64)[:] = np.arange(n)
-        f.create_variable("seed", ("sample",), np.int64)[:] = seeds
-        for name, value in fields.items():
-            var = f.create_variable(name, ("sample",) + dims, dtype, chunks=(1,) + shape)
-            var[:] = np.asarray(value, dtype=dtype)
-        _write_attrs(f, _base_attrs("grid", fields, attrs))
+        seed_var = f.create_variable("seed", ("sample",), np.int64)
+        variables = {name: f.create_variable(name, ("sample",) + dims, dtype, chunks=(1,) + shape) for name in names}
+        start = 0
+        for seeds, fields in batches:
+            stop = start + len(seeds)
+            for name, var in variables.items():
+                value = fields[name]
+                if tuple(np.shape(value)) != (len(seeds),) + shape:
+                    raise DataFileError(f"field {name!r} has shape {tuple(np.shape(value))}, expected "
+                                        f"({len(seeds)}, {', '.join(map(str, shape))}) from the coordinates; "
+                                        "pass arrays shaped (sample, time, *space)")
+                var[start:stop] = np.asarray(value, dtype=dtype)
+            seed_var[start:stop] = seeds
+            start = stop
+        _write_attrs(f, _base_attrs("grid", names, attrs))
     return os.fspath(path)
 
 
@@ -185,21 +191,27 @@ def write_particle_trajectories(path, positions: list, particle_types: list, tim
     ...     [np.zeros(5, int), np.ones(7, int)], time=[0, 1, 2], attrs={"pde": "mpm"})  # doctest: +SKIP
     'p.nc'
     """
-    import h5netcdf
-
     if len(positions) == 0 or len(positions) != len(particle_types):
         raise DataFileError(f"got {len(positions)} position arrays and {len(particle_types)} type arrays: "
                             "pass one of each per sample, at least one sample")
-    time = np.asarray(time, dtype=np.float64)
     shapes = [np.shape(p) for p in positions]
-    d = shapes[0][2] if len(shapes[0]) == 3 else -1
     for i, (s, types) in enumerate(zip(shapes, particle_types)):
-        if len(s) != 3 or s[0] != len(time) or s[2] != d or np.shape(types) != (s[1],):
-            raise DataFileError(f"sample {i}: positions {s} and types {np.shape(types)} do not match "
-                                f"(time={len(time)}, n_i, d={d}) and (n_i,); pass one trajectory per sample")
-    counts = np.array([s[1] for s in shapes], dtype=np.int64)
-    n = len(positions)
-    seeds = np.arange(n) if seeds is None else np.asarray(seeds, dtype=np.int64)
+        if len(s) != 3 or np.shape(types) != (s[1],):
+            raise DataFileError(f"sample {i}: positions {s} and types {np.shape(types)} are not (time, n_i, d) "
+                                "and (n_i,); pass one trajectory per sample")
+    seeds = np.arange(len(positions)) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    counts = [s[1] for s in shapes]
+    return _write_particles(path, time, counts, shapes[0][2], seeds, zip(positions, particle_types), attrs, dtype)
+
+
+def _write_particles(path, time, counts, d: int, seeds, samples, attrs: dict, dtype) -> str:
+    """Write particle trajectories with ``counts[i]`` particles in sample ``i`` from ``samples``,
+    an iterable of ``(position (time, n_i, d), particle_type (n_i,))`` read one at a time."""
+    import h5netcdf
+
+    time = np.asarray(time, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
+    n = len(counts)
     with temporary_beside(Path(path)) as tmp, h5netcdf.File(tmp, "w") as f:
         f.dimensions = {"sample": n, "time": len(time), "particle": int(counts.sum()), "spatial": d}
         f.create_variable("time", ("time",), np.float64)[:] = time
@@ -212,13 +224,41 @@ def write_particle_trajectories(path, positions: list, particle_types: list, tim
         pos = f.create_variable("position", ("time", "particle", "spatial"), dtype, chunks=chunk)
         kind = f.create_variable("particle_type", ("particle",), np.int64)
         offset = 0
-        for p, types in zip(positions, particle_types):
-            m = np.shape(p)[1]
+        for i, (p, types) in enumerate(samples):
+            m = int(counts[i])
+            if np.shape(p) != (len(time), m, d) or np.shape(types) != (m,):
+                raise DataFileError(f"sample {i}: positions {np.shape(p)} and types {np.shape(types)} do not match "
+                                    f"(time={len(time)}, n_i={m}, d={d}) and (n_i,); pass one trajectory per sample")
             pos[:, offset:offset + m, :] = np.asarray(p, dtype=dtype)
             kind[offset:offset + m] = np.asarray(types, dtype=np.int64)
             offset += m
         _write_attrs(f, _base_attrs("particles", ["position", "particle_type"], attrs))
     return os.fspath(path)
+
+
+def _read_attrs(f, path: str) -> dict:
+    """The checked, decoded global attributes of an open trajectory file."""
+    attrs = {k: _decode(v) for k, v in f.attrs.items()}
+    if attrs.get("sciml_format") != FORMAT_NAME:
+        raise DataFileError(f"{path} is not a sciml trajectory file (sciml_format is "
+                            f"{attrs.get('sciml_format')!r}); write it with sciml.trajectory_file")
+    if str(attrs.get("format_version", "")).split(".")[0] != FORMAT_VERSION.split(".")[0]:
+        raise DataFileError(f"{path} has format_version {attrs.get('format_version')!r}, this sciml reads "
+                            f"{FORMAT_VERSION}: upgrade sciml or regenerate the file")
+    for key in JSON_ATTRIBUTES:
+        attrs[key] = json.loads(attrs[key]) if key in attrs else {}
+    if attrs.get("layout") not in LAYOUTS:
+        raise DataFileError(f"{path} has layout {attrs.get('layout')!r}; expected one of {list(LAYOUTS)}")
+    return attrs
+
+
+def _sample_reader(f, attrs: dict):
+    """A function ``i -> {name: value}`` reading sample ``i`` of an open trajectory file."""
+    if attrs["layout"] == "grid":
+        return lambda i: {name: f[name][i] for name in attrs["fields"]}
+    offsets = np.concatenate([[0], np.cumsum(f["particle_count"][()])])
+    return lambda i: {"position": f["position"][:, offsets[i]:offsets[i + 1], :],
+                      "particle_type": f["particle_type"][offsets[i]:offsets[i + 1]]}
 
 
 def read_trajectories(path, samples=None) -> Trajectories:
@@ -229,35 +269,41 @@ def read_trajectories(path, samples=None) -> Trajectories:
     """
     path = os.fspath(path)
     with _open_h5(path) as f:
-        attrs = {k: _decode(v) for k, v in f.attrs.items()}
-        if attrs.get("sciml_format") != FORMAT_NAME:
-            raise DataFileError(f"{path} is not a sciml trajectory file (sciml_format is "
-                                f"{attrs.get('sciml_format')!r}); write it with sciml.trajectory_file")
-        if str(attrs.get("format_version", "")).split(".")[0] != FORMAT_VERSION.split(".")[0]:
-            raise DataFileError(f"{path} has format_version {attrs.get('format_version')!r}, this sciml reads "
-                                f"{FORMAT_VERSION}: upgrade sciml or regenerate the file")
-        for key in JSON_ATTRIBUTES:
-            attrs[key] = json.loads(attrs[key]) if key in attrs else {}
-        layout = attrs.get("layout")
-        if layout not in LAYOUTS:
-            raise DataFileError(f"{path} has layout {layout!r}; expected one of {list(LAYOUTS)}")
+        attrs = _read_attrs(f, path)
         n = len(f["sample"])
         index = np.arange(n) if samples is None else np.asarray(samples, dtype=np.int64)
         if index.size and (index.min() < 0 or index.max() >= n):
             raise DataFileError(f"{path} holds {n} samples; asked for {index.tolist()}")
         seeds = f["seed"][()][index]
-        if layout == "grid":
+        read = _sample_reader(f, attrs)
+        per_sample = [read(i) for i in index]
+        if attrs["layout"] == "grid":
             dims = ("time",) + SPATIAL_DIMS[: f[attrs["fields"][0]].ndim - 2]
             coords = {d: f[d][()] for d in dims}
-            fields = {name: np.stack([f[name][i] for i in index]) if index.size else np.empty((0,))
+            fields = {name: np.stack([s[name] for s in per_sample]) if index.size else np.empty((0,))
                       for name in attrs["fields"]}
         else:
             coords = {"time": f["time"][()]}
-            counts = f["particle_count"][()]
-            offsets = np.concatenate([[0], np.cumsum(counts)])
-            fields = {"position": [f["position"][:, offsets[i]:offsets[i + 1], :] for i in index],
-                      "particle_type": [f["particle_type"][offsets[i]:offsets[i + 1]] for i in index]}
-    return Trajectories(layout, fields, coords, seeds, attrs)
+            fields = {name: [s[name] for s in per_sample] for name in ("position", "particle_type")}
+    return Trajectories(attrs["layout"], fields, coords, seeds, attrs)
+
+
+def iter_trajectories(path):
+    """Yield ``(index, seed, {name: value})`` for every sample of a trajectory file, one sample
+    in memory at a time, from one open file.
+
+    Examples
+    --------
+    >>> for i, seed, fields in iter_trajectories("ns.nc"):   # doctest: +SKIP
+    ...     print(i, fields["w"].shape)
+    """
+    path = os.fspath(path)
+    with _open_h5(path) as f:
+        attrs = _read_attrs(f, path)
+        seeds = f["seed"][()]
+        read = _sample_reader(f, attrs)
+        for i in range(len(seeds)):
+            yield i, int(seeds[i]), read(i)
 
 
 class StagedTrajectoryWriter:
@@ -344,19 +390,29 @@ class StagedTrajectoryWriter:
         return Trajectories(layout, fields, coords, seeds, dict(self.metadata))
 
     def finalize(self, metadata: dict | None = None) -> str:
-        """Assemble the staged batches into the final file and remove the staging folder.
+        """Assemble the staged batches into the final file, one batch in memory at a time, and
+        remove the staging folder.
 
         ``metadata`` (e.g. dataset statistics computed at the end) is merged into the
         file's ``metadata`` attribute.
         """
-        data = self.read_staged()
+        if self.pending():
+            raise DataFileError(f"{len(self.pending())} batches are not staged yet; rerun with --resume to finish them")
         attrs = {k: v for k, v in self.metadata.items()
                  if k not in ("layout", "n_samples", "batch_size", "coords", "time")}
         attrs["metadata"] = {**attrs.get("metadata", {}), **(metadata or {})}
-        if data.layout == "grid":
-            write_grid_trajectories(self.path, data.fields, data.coords, attrs, seeds=data.seeds)
+        files = [self._file(b) for b in range(self.n_batches)]
+        seeds = np.concatenate([np.load(p)["seed"] for p in files])
+        if self.metadata["layout"] == "grid":
+            names = [k[6:] for k in np.load(files[0]).files if k.startswith("field_")]
+            batches = ((b["seed"], {name: b[f"field_{name}"] for name in names}) for b in map(np.load, files))
+            _write_grid(self.path, names, len(seeds), batches, self.metadata["coords"], attrs, np.float32)
         else:
-            write_particle_trajectories(self.path, data.fields["position"], data.fields["particle_type"],
-                                        data.coords["time"], attrs, seeds=data.seeds)
+            per_batch = [len(np.load(p)["seed"]) for p in files]
+            counts = [len(np.load(p)[f"type_{i}"]) for p, m in zip(files, per_batch) for i in range(m)]
+            d = np.load(files[0])["position_0"].shape[2]
+            samples = ((b[f"position_{i}"], b[f"type_{i}"]) for b in map(np.load, files)
+                       for i in range(len(b["seed"])))
+            _write_particles(self.path, self.metadata["time"], counts, d, seeds, samples, attrs, np.float32)
         shutil.rmtree(self.staging)
         return os.fspath(self.path)

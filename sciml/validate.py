@@ -115,23 +115,22 @@ def check_trajectory_file(path: str | os.PathLike) -> dict:
     Checks the attributes, that the time coordinate increases, that seeds are unique,
     and that no value is NaN or Inf (one sample in memory at a time).
     """
-    from sciml.trajectory_file import read_trajectories
+    from sciml.trajectory_file import iter_trajectories, read_trajectories
 
     path = os.fspath(path)
     first = read_trajectories(path, samples=[])
-    with _open_h5(path) as f:
-        n = len(f["sample"])
-        seeds = f["seed"][()]
-    if n == 0:
-        raise DataFileError(f"{path} holds no samples; regenerate it")
-    if len(np.unique(seeds)) != n:
-        raise DataFileError(f"{path}: two samples share a seed (a duplicated sample); regenerate the file")
     if np.any(np.diff(first.coords["time"]) <= 0):
         raise DataFileError(f"{path}: the time coordinate is not increasing")
-    for i in range(n):
-        sample = read_trajectories(path, samples=[i]).fields
-        for name, value in sample.items():
-            if not np.all(np.isfinite(np.asarray(value[0]))):
+    seeds = []
+    for i, seed, fields in iter_trajectories(path):
+        seeds.append(seed)
+        for name, value in fields.items():
+            if not np.all(np.isfinite(np.asarray(value))):
                 raise DataFileError(f"{path}: {name!r} of sample {i} has NaN or Inf")
+    n = len(seeds)
+    if n == 0:
+        raise DataFileError(f"{path} holds no samples; regenerate it")
+    if len(set(seeds)) != n:
+        raise DataFileError(f"{path}: two samples share a seed (a duplicated sample); regenerate the file")
     return {"path": path, "pde": first.attrs["pde"], "layout": first.layout, "n_samples": n,
             "frames": len(first.coords["time"]), "variables": list(first.attrs["fields"])}
