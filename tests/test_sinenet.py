@@ -5,47 +5,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sciml.checkpoint import load_model, model_payload, save_checkpoint
 from sciml.errors import SciMLError
 from sciml.models import build_model
 from sciml.models.sinenet import SineNet, count_parameters, cubic_upsample, level_channels, match_parameters
 from sciml.models.unet import UNet
-from sciml.normalization import ChannelNormalizer, Normalizers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# the sizes tests/test_models.py's SMALL table needs (16 x 16 and 24 x 20 grids: levels <= 2)
-SMALL = {"sinenet": {"waves": 2, "width": 4, "levels": 2}, "unet": {"width": 4, "levels": 2}}
+# conformance (shapes, gradients, checkpoint round trip, input checks) runs in tests/test_models.py
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
-def test_conformance(name, tmp_path):
-    """What tests/test_models.py checks for every registered model."""
-    torch.manual_seed(0)
-    model = build_model(name, in_channels=2, out_channels=3, dim=2, **SMALL[name])
-    assert model.name == name and model.config["in_channels"] == 2 and model.config["out_channels"] == 3
-    x = torch.randn(4, 2, 16, 16)
-    out = model(x)
-    assert out.shape == (4, 3, 16, 16) and out.dtype == torch.float32
-    out.square().mean().backward()
-    assert all(p.grad is not None and bool(torch.isfinite(p.grad).all()) for p in model.parameters())
-
-    norms = Normalizers(ChannelNormalizer([0.0, 0.0], [1.0, 1.0]), ChannelNormalizer([0.0] * 3, [1.0] * 3))
-    path = save_checkpoint(tmp_path / "m.pt", model_payload(model, norms, ["a", "b"], ["u", "v", "w"], (16, 16),
-                                                            (1 / 16, 1 / 16)))
-    loaded, _, meta = load_model(path)
-    assert meta["model_config"] == model.config
-    model.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
-        assert model.supports_resolution_change
-        assert loaded(torch.randn(2, 2, 24, 20)).shape == (2, 3, 24, 20)
-    with pytest.raises(SciMLError, match="too small"):
-        model.check_input((2, 2))
-    with pytest.raises(SciMLError, match="1-D"):
-        model.check_input((16,))
-    with pytest.raises(SciMLError, match="expects input of shape"):
-        model(torch.randn(1, 5, 16, 16))
+@pytest.mark.parametrize("cls", [SineNet, UNet])
+def test_convolutional_models_change_resolution(cls):
+    assert cls.supports_resolution_change
 
 
 @pytest.mark.parametrize("dim, grid", [(1, (24,)), (3, (8, 4, 12))])
