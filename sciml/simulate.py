@@ -19,7 +19,7 @@ import time
 
 from sciml.dataset_file import sample_seed
 from sciml.errors import SciMLError
-from sciml.trajectory_file import StagedTrajectoryWriter, read_trajectories
+from sciml.trajectory_file import StagedTrajectoryWriter
 
 
 def simulate_dataset(generator, n_samples: int, out, *, seed: int = 0, batch_size: int = 8, device=None,
