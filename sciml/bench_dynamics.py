@@ -38,19 +38,22 @@ Metrics
 Spectral-Refiner
     On a few test trajectories at the test resolution,
     :func:`sciml.models.spectral_refiner.refine` rebuilds the trained SFNO's last
-    spectral layer with every spatial mode of the grid and 6 time modes (the
-    ``modes_t = 6`` of torch-cfd's fine-tuning example) and minimises, per trajectory in
-    float64, the ``L2(0, T; H^-1)`` norm (:func:`ns_residual_norm`) of the vorticity
-    residual of the last two input frames followed by the prediction, with
-    ``alpha = 0.1``, ``s = 1``: the shift and order of torch-cfd's ``SobolevLoss``.
-    Few time modes also keep the refinement off the one direction the residual cannot
-    see: centred differences are blind to a perturbation that alternates sign from
-    frame to frame (with all 11 time modes the error fell about half as fast in our
-    trials). Reported: error and residual before and after, the residual of the true
-    trajectory (the floor the frame spacing sets), seconds per trajectory and their
-    ratio to one forward pass. On small runs (64^2, an SFNO with 2-3% error) the error
-    fell by 1.5-2x after 100 L-BFGS steps and by 3-8x after 300, the residual by 10-15x
-    and 35-45x: slowly, because this flow's errors sit in its largest scales (below).
+    spectral layer with every mode of the grid, in space and in time, and minimises, per
+    trajectory in float64, the ``L2(0, T; H^-1)`` norm (:func:`ns_residual_norm`) of the
+    vorticity residual of the last two input frames followed by the prediction, with
+    ``alpha = 0.1``, ``s = 1`` (the shift and order of torch-cfd's ``SobolevLoss``), by
+    L-BFGS on parameters rescaled by an equilibration preconditioner from 8
+    Hessian-vector products (see ``refine``). Reported: error and residual before and
+    after, the residual of the true trajectory (the floor the frame spacing sets), seconds
+    per trajectory and their ratio to one forward pass. Departure: torch-cfd's fine-tuning
+    example keeps 6 time modes. With 6 of the 11 and no preconditioner (this suite's
+    earlier setting) L-BFGS crawled: on the ``cpu`` plan the residual fell 23x and the
+    error 2.5x in 300 steps; either change alone still leaves the residual above 4e-5
+    after 300 steps (at 32^2). With both, 60 steps cut the residual of each of the 8
+    ``cpu``-plan test trajectories (at 32^2; the 2 refined at 128^2 alike) by 1.5-5e4x,
+    to 1-3e-7, below the true trajectory's (4-16e-7: the refined trajectory minimises
+    the centred-difference residual, the truth does not), and the error by 200-450x, to
+    1-3e-5 (the discretisation error of that residual at this frame spacing).
 
 Data and the frame spacing
     Navier-Stokes trajectories are :class:`~sciml.datasets.navier_stokes.NavierStokes`
@@ -155,8 +158,8 @@ FULL = {
         "sinenet": {"width": 64, "levels": 4, "multiplier": 1.425}
     },
     "sweep": {"waves": [2, 4, 8]},
-    "refiner": {"models": ["sfno-10", "sfno-40"], "n_trajectories": 8, "steps": 500, "alpha": 0.1, "s": 1.0,
-                "context": 2, "time_modes": 6},
+    "refiner": {"models": ["sfno-10", "sfno-40"], "n_trajectories": 8, "steps": 100, "alpha": 0.1, "s": 1.0,
+                "context": 2, "time_modes": None, "probes": 8},
 }
 """The full plan, at the papers' model sizes (a GPU run): 64^2 -> 256^2, 128 training trajectories per
 PDE, 2400 steps of batch 8, 3 seeds, SineNet at the paper's width 64 (35.5 M parameters)."""
@@ -178,13 +181,13 @@ CPU = {
         "sinenet": {"width": 16, "levels": 3, "multiplier": 1.425}
     },
     "sweep": {"waves": [2, 4, 8]},
-    "refiner": {"models": ["sfno-10"], "n_trajectories": 2, "steps": 300, "alpha": 0.1, "s": 1.0,
-                "context": 2, "time_modes": 6},
+    "refiner": {"models": ["sfno-10"], "n_trajectories": 2, "steps": 60, "alpha": 0.1, "s": 1.0,
+                "context": 2, "time_modes": None, "probes": 8},
 }
 """The same protocol scaled to 2 CPU cores, one thread, every trial within about 10 minutes: 32^2 ->
 128^2 (the same 4x zero-shot step), 32 training trajectories, 600 steps, smaller models, 2 refined
-trajectories (~4 min each); no FNO-3D (~1 s a step even this small) and no refinement of ``sfno-40``
-(~12 min a trajectory): add them with ``--models fno3d`` or ``--tasks refiner --models sfno-40``."""
+trajectories (~1.5 min each); no FNO-3D (~1 s a step even this small) and no refinement of ``sfno-40``
+(4 times the frames): add them with ``--models fno3d`` or ``--tasks refiner --models sfno-40``."""
 
 QUICK = {
     "seeds": [0],
@@ -203,8 +206,8 @@ QUICK = {
         "sinenet": {"width": 4, "levels": 2, "multiplier": 1.425}
     },
     "sweep": {"waves": [1, 2]},
-    "refiner": {"models": ["sfno-10"], "n_trajectories": 2, "steps": 50, "alpha": 0.1, "s": 1.0,
-                "context": 2, "time_modes": 4},
+    "refiner": {"models": ["sfno-10"], "n_trajectories": 2, "steps": 20, "alpha": 0.1, "s": 1.0,
+                "context": 2, "time_modes": None, "probes": 8},
 }
 """The ``--quick`` plan: tiny grids, models and budgets, one seed, one torch thread (tiny models run
 fastest on one; a smoke run, not a measurement)."""
@@ -603,7 +606,8 @@ def _refine_trial(name: str, seed: int, plan: dict, data: dict, device: torch.de
     settings["forcing"] = None if settings["forcing"] is None else settings["forcing"].to(device)
     settings.update(alpha=ref["alpha"], s=ref["s"])
     context = ref["context"]
-    modes = (resolution // 2, resolution // 2, ref["time_modes"])  # every spatial mode; see the module docstring
+    # every spatial mode, and every time mode unless the plan names fewer; see the module docstring
+    modes = None if ref["time_modes"] is None else (resolution // 2, resolution // 2, ref["time_modes"])
     model64 = copy.deepcopy(model).double().eval()
 
     def residual_norm(prediction: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -617,7 +621,7 @@ def _refine_trial(name: str, seed: int, plan: dict, data: dict, device: torch.de
         with torch.no_grad():
             model(x)  # warm-up, so that refine's timed forward pass is a steady-state one
             before = model64(x.double()) * std + mean
-        report = refine(model, x, residual_norm, steps=ref["steps"], modes=modes)
+        report = refine(model, x, residual_norm, steps=ref["steps"], modes=modes, probes=ref["probes"])
         after = report.outputs * std + mean
         true_frames = torch.cat([w[b: b + 1, history - context: history].to(device, torch.float64), truth], dim=1)
         per_trajectory.append({
@@ -646,15 +650,24 @@ def _plan_id(plan: dict) -> str:
 
 
 class _Trials:
-    """Finished trials of one plan in ``root/trials``: each a JSON file of rows, reused when asked again."""
+    """Finished trials of one plan in ``root/trials``: each a JSON file of rows, reused when asked again.
+
+    A training trial's file name carries the digest of the plan without its refiner
+    settings, so changing how the refiner runs reuses the trained models; a refinement
+    trial's name carries the digest of the whole plan.
+    """
 
     def __init__(self, root: Path, plan: dict, device: torch.device):
         self.folder = root / "trials"
         self.plan, self.device = plan, device
         self.plan_id = _plan_id(plan)
+        self.training_id = _plan_id({k: v for k, v in plan.items() if k != "refiner"})
+
+    def trial_id(self, task: str) -> str:
+        return self.plan_id if task == "ns-refine" else self.training_id
 
     def path(self, task: str, name: str, seed: int, suffix: str = ".json") -> Path:
-        return self.folder / f"{task}_{name}_seed{seed}_{self.plan_id}{suffix}"
+        return self.folder / f"{task}_{name}_seed{seed}_{self.trial_id(task)}{suffix}"
 
     def get(self, task: str, name: str, seed: int, compute, needs_checkpoint: bool = False) -> list[dict]:
         path = self.path(task, name, seed)
@@ -663,15 +676,17 @@ class _Trials:
         self.folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         rows = _jsonable(compute())
-        atomic_write_json(path, {"plan_id": self.plan_id, "task": task, "model": name, "seed": seed,
+        atomic_write_json(path, {"plan_id": self.trial_id(task), "task": task, "model": name, "seed": seed,
                                  "seconds": time.perf_counter() - started, "rows": rows})
         return rows
 
     def all_rows(self) -> list[dict]:
         """Rows of every finished trial of this plan (from earlier pieces too), in :func:`_row_order`."""
         rows = []
-        for path in self.folder.glob(f"*_{self.plan_id}.json"):
-            rows += json.loads(path.read_text())["rows"]
+        for path in self.folder.glob("*.json"):
+            task = path.name.split("_", 1)[0]
+            if path.name.endswith(f"_{self.trial_id(task)}.json"):
+                rows += json.loads(path.read_text())["rows"]
         return sorted(rows, key=_row_order(self.plan))
 
 
