@@ -29,12 +29,18 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from sciml.models.base import choice, positive_int
 
 AGGREGATIONS = ("sum", "mean")
+CSR_MAX_CHANNELS = 32
+"""Widest messages that :func:`aggregate` sums as a sparse product when their receivers are sorted:
+on one CPU thread that is 1.4 to 4 times faster than ``index_add_`` up to 32 channels (the
+query decoder's 16), and slower from 64 (the interaction blocks' latents)."""
 
 
 def mlp(in_features: int, hidden: int, out_features: int, n_hidden_layers: int = 2,
@@ -62,18 +68,41 @@ def mlp(in_features: int, hidden: int, out_features: int, n_hidden_layers: int =
 def aggregate(messages: torch.Tensor, receivers: torch.Tensor, n_nodes: int, how: str = "sum") -> torch.Tensor:
     """Sum (or mean) of ``messages`` ``(E, C)`` per receiver: ``(n_nodes, C)``, zero where none arrive.
 
+    By ``index_add_``; on the CPU, narrow messages (at most :data:`CSR_MAX_CHANNELS`
+    channels) whose receivers come in ascending order (as
+    :func:`~sciml.models.neighbours.RadiusIndex` gives them) are summed instead as one
+    sparse CSR matrix-matrix product, rows of ones over contiguous runs: the same sums,
+    up to round-off.
+
     Examples
     --------
     >>> import torch
     >>> m = torch.tensor([[1.0], [3.0], [5.0]])
     >>> aggregate(m, torch.tensor([0, 0, 2]), 3, "mean").flatten().tolist()
     [2.0, 0.0, 5.0]
+    >>> aggregate(m, torch.tensor([2, 0, 0]), 3).flatten().tolist()
+    [8.0, 0.0, 1.0]
     """
-    out = messages.new_zeros(n_nodes, messages.shape[1]).index_add_(0, receivers, messages)
+    count = torch.bincount(receivers, minlength=n_nodes)
+    if messages.device.type == "cpu" and messages.shape[1] <= CSR_MAX_CHANNELS and len(receivers) > 1 \
+            and bool((receivers[1:] >= receivers[:-1]).all()):
+        out = _segment_sum(messages, count)
+    else:
+        out = messages.new_zeros(n_nodes, messages.shape[1]).index_add_(0, receivers, messages)
     if how == "mean":
-        count = torch.bincount(receivers, minlength=n_nodes).clamp(min=1)
-        out = out / count.to(out.dtype)[:, None]
+        out = out / count.clamp(min=1).to(out.dtype)[:, None]
     return out
+
+
+def _segment_sum(messages: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Sums of consecutive runs of ``count[i]`` rows of ``messages``: a CSR matrix of ones times ``messages``."""
+    rows = torch.cat([count.new_zeros(1), torch.cumsum(count, 0)])
+    ones = messages.new_ones(len(messages))
+    with warnings.catch_warnings():  # torch warns once per process that CSR support is in beta
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        matrix = torch.sparse_csr_tensor(rows, torch.arange(len(messages), device=messages.device), ones,
+                                         size=(len(count), len(messages)), check_invariants=False)
+    return matrix @ messages
 
 
 class InteractionNetwork(nn.Module):

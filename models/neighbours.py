@@ -17,6 +17,16 @@ Two radius searches give the same pairs (``|x_i - y_j| <= r``):
 
 ``method="auto"`` uses the k-d tree for CPU tensors and the cell list elsewhere.
 
+Many queries against few points, e.g. a neural field decoded at ``10^5`` particles from
+``10^3`` graph nodes: :class:`RadiusIndex` bins the points once into a grid of cells and
+answers the queries chunk by chunk, so each chunk's candidates stay in cache and no
+search tree is built over the queries (2 to 4 times faster than the k-d tree there).
+Cells have side ``r / 2`` in 2-D (``r`` in 3-D); for a query, every row of cells along
+the last axis within ``r`` is scanned over the cells that the ball's chord through that
+row covers (a sweep of the ball by strips, the chords read from a table), so the
+candidates are about 1.7 times the pairs in 2-D instead of the 2.9 times of the ``3^d``
+stencil.
+
 The ``k`` nearest points (:func:`knn_neighbours`), for a query point that may have no
 point within any fixed radius: ``"kdtree"`` (:meth:`scipy.spatial.cKDTree.query` on the
 CPU; scenes kept apart by one extra coordinate, a gap wider than twice the points' whole
@@ -41,6 +51,7 @@ Examples
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -363,6 +374,170 @@ def knn_neighbours(queries: torch.Tensor, points: torch.Tensor, k: int, *, query
     p = nearest.reshape(-1)
     same = point_batch[p] == query_batch[q]  # a scene with fewer than k points yields other scenes' points
     return q[same], p[same]
+
+
+class RadiusIndex:
+    """Points binned once into a grid of cells, for radius queries from many query points.
+
+    A cell list (see the module notes) built on the points and asked for the pairs of any
+    number of queries, chunk by chunk (:meth:`chunks`): every pair with
+    ``|points[j] - queries[i]| <= radius`` in the same scene, the distance computed in the
+    points' precision (the test that :func:`radius_neighbours` applies last), grouped by
+    query, with their offsets.
+    Candidates are found in double precision with a reach of ``radius * (1 + 16 eps)`` and
+    :data:`SLACK` of a cell to spare, so no pair is lost to round-off; the distance test
+    then decides. The grid spans the points' bounding box plus empty cells around it (so
+    a query anywhere needs no bounds checks) and coarsens past :data:`MAX_CELLS` cells
+    (more candidates, the same pairs).
+
+    Parameters
+    ----------
+    points : torch.Tensor
+        ``(N, d)`` points.
+    radius : float
+        Search radius (inclusive).
+    batch : torch.Tensor, optional
+        ``(N,)`` scene index of each point; pairs never join two scenes.
+    cells_per_radius : int, optional
+        Cells per radius along each axis (default 2 in 2-D, 1 in 3-D, where ``(2k + 1)^2``
+        rows per query would outweigh the fewer candidates).
+
+    Examples
+    --------
+    >>> import torch
+    >>> index = RadiusIndex(torch.tensor([[0.1], [0.9], [1.05], [5.0]]), 0.2)
+    >>> q, p, offset = index.pairs(torch.tensor([[0.0], [1.0]]))
+    >>> q.tolist(), p.tolist(), [round(v, 2) for v in offset.flatten().tolist()]
+    ([0, 1, 1], [0, 1, 2], [0.1, -0.1, 0.05])
+    """
+
+    MAX_CELLS = 2 ** 22
+    """Largest number of cells (times scenes) of the grid: a 32 MiB table of cell starts."""
+
+    SLACK = 1e-6
+    """Cells added on each side of a candidate interval against round-off of the double-precision binning."""
+
+    BINS = 32
+    """Bins per cell (and row axis) of a query's position, for the table of half chords."""
+
+    def __init__(self, points: torch.Tensor, radius: float, batch=None, cells_per_radius: int | None = None):
+        _check_points(points, "points")
+        self.radius = _check_radius(radius)
+        self.dim, self.dtype, device = points.shape[1], points.dtype, points.device
+        if cells_per_radius is None:
+            cells_per_radius = 2 if self.dim <= 2 else 1
+        if isinstance(cells_per_radius, bool) or not isinstance(cells_per_radius, int) or cells_per_radius < 1:
+            raise SciMLError(f"cells_per_radius must be a positive integer, got {cells_per_radius!r}")
+        scene = _scene_index(batch, len(points), device, "batch")
+        self.n_scenes = int(scene.max()) + 1 if len(points) else 0
+        reach = self.radius * (1.0 + 16.0 * torch.finfo(points.dtype).eps)
+        x = points.detach().double()
+        self.lo = x.min(0).values if len(points) else x.new_zeros(self.dim)
+        extent = (x.max(0).values - self.lo) if len(points) else x.new_zeros(self.dim)
+        side = reach * (1.0 + 1e-5) / cells_per_radius
+        while True:
+            shape = torch.floor(extent / side).long() + 1
+            rows = math.ceil(reach / side + 2 * self.SLACK)    # rows of cells on each side of a query's
+            # Padding: 2 rows + 1 around the grid on the row axes, 1 cell at the ends of the last axis.
+            self.pad = torch.tensor([2 * rows + 1] * (self.dim - 1) + [1], device=device)
+            padded = shape + 2 * self.pad
+            total = (self.n_scenes + 1) * int(torch.prod(padded))
+            if total <= self.MAX_CELLS or bool((shape == 1).all()):
+                break
+            side *= 1.01 * (total / self.MAX_CELLS) ** (1.0 / self.dim)
+        if total > self.MAX_CELLS:
+            raise SciMLError(f"{self.n_scenes} scenes are too many for one RadiusIndex: index fewer scenes at once")
+        self.side, self.shape, self.reach_cells = side, shape, reach / side
+        strides = [1] * self.dim
+        for k in range(self.dim - 2, -1, -1):
+            strides[k] = strides[k + 1] * int(padded[k + 1])
+        self.strides = torch.tensor(strides, device=device)
+        self.cells = int(torch.prod(padded))
+        cell = torch.minimum(torch.floor((x - self.lo) / side).long(), shape - 1) + self.pad
+        key = scene * self.cells + (cell * self.strides).sum(1)
+        self.order = torch.sort(key, stable=True).indices
+        count = torch.bincount(key, minlength=(self.n_scenes + 1) * self.cells)
+        self.start = torch.cat([count.new_zeros(1), torch.cumsum(count, 0)])
+        self.axes = points[self.order].T.contiguous()  # (d, N), sorted by cell
+        # The rows of cells (along the last axis) around a query's: offsets o over the other axes, the key shift
+        # of each, and the half chord of the ball through each row for a query in each of BINS^(d - 1) bins of
+        # its position within its cell: the largest over the bin (from the smallest gap between the query and
+        # the row, |o| - 1 + (1 - f or f) above or below, f the bin's edge nearest the row), so never too short.
+        around = list(itertools.product(range(-rows, rows + 1), repeat=self.dim - 1))
+        offsets = torch.tensor(around, dtype=torch.long, device=device).reshape(len(around), self.dim - 1)
+        self.row_shift = (offsets * self.strides[:-1]).sum(1)
+        positions = list(itertools.product(range(self.BINS), repeat=self.dim - 1))
+        bins = torch.tensor(positions, dtype=torch.float64, device=device).reshape(len(positions), 1, self.dim - 1)
+        o = offsets.double()
+        gap = torch.where(o > 0, o - (bins + 1) / self.BINS, o.abs() - 1.0 + bins / self.BINS)
+        gap = torch.clamp(gap - self.SLACK, min=0.0)
+        self.half_chord = torch.sqrt(torch.clamp(self.reach_cells ** 2 - gap.square().sum(-1), min=0.0))
+        self.bin_weights = torch.tensor([self.BINS ** (self.dim - 2 - k) for k in range(self.dim - 1)],
+                                        dtype=torch.long, device=device)
+        self.row_limit = torch.stack([torch.full_like(shape[:-1], -rows - 1), shape[:-1] + rows])
+
+    def pairs(self, queries: torch.Tensor, query_batch=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pairs within ``radius`` of ``queries (M, d)`` (same dtype and device as the points).
+
+        Returns ``query_index (E,)`` (ascending), ``point_index (E,)`` (within a query in
+        cell order) and the offsets ``points[point_index] - queries[query_index]`` ``(E, d)``.
+        """
+        return next(self.chunks(queries, query_batch, max(len(queries), 1)))[1:]
+
+    def chunks(self, queries: torch.Tensor, query_batch=None, size: int = 8192):
+        """:meth:`pairs` of ``size`` queries at a time: yields ``(first, query_index, point_index, offset)``,
+        ``query_index`` counted from the chunk's first query ``first``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> index = RadiusIndex(torch.tensor([[0.1], [0.9], [1.05], [5.0]]), 0.2)
+        >>> [(first, q.tolist()) for first, q, _, _ in index.chunks(torch.tensor([[0.0], [1.0], [4.9]]), size=2)]
+        [(0, [0, 1, 1]), (2, [0])]
+        """
+        _check_points(queries, "queries", self.dim)
+        if queries.dtype != self.dtype or queries.device != self.axes.device:
+            raise SciMLError(f"queries must be {self.dtype} on {self.axes.device} like the indexed points, "
+                             f"got {queries.dtype} on {queries.device}")
+        scene = torch.clamp(_scene_index(query_batch, len(queries), queries.device, "query_batch"), max=self.n_scenes)
+        for first in range(0, max(len(queries), 1), size):
+            yield (first, *self._pairs(queries[first:first + size], scene[first:first + size]))
+
+    def _pairs(self, queries, scene):
+        device, m, d = queries.device, len(queries), self.dim
+        if m == 0 or self.axes.shape[1] == 0:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return empty, empty, queries.new_zeros(0, d)
+        u = (queries.detach().double() - self.lo) / self.side   # position in cells
+        cell = torch.floor(u)
+        row = torch.clamp(cell[:, :-1].long(), self.row_limit[0], self.row_limit[1]) + self.pad[:-1]
+        row_key = (scene * self.cells + (row * self.strides[:-1]).sum(1))[:, None] + self.row_shift   # (M, rows)
+        bin_ = torch.clamp(((u[:, :-1] - cell[:, :-1]) * self.BINS).long(), max=self.BINS - 1)
+        half = self.half_chord.index_select(0, (bin_ * self.bin_weights).sum(1))    # (M, rows), in cells
+        last_axis = u[:, -1:]
+        n_last = int(self.shape[-1])
+        low = (last_axis - self.SLACK - half).floor_().clamp_(-1, n_last).long() + 1
+        high = (half + self.SLACK).add_(last_axis).floor_().clamp_(-1, n_last).long() + 2
+        begin = self.start.index_select(0, (row_key + low).view(-1))
+        count = self.start.index_select(0, (row_key + high).view(-1)) - begin
+        total = int(count.sum())
+        # Each run [begin, begin + count) of sorted points, one after the other (a cumulative sum of jumps at the
+        # runs' starts; faster than repeat_interleave), and the query of each candidate likewise.
+        first = torch.cumsum(count, 0) - count
+        jump = torch.diff(begin - first, prepend=begin.new_zeros(1))
+        candidate = torch.arange(total, device=device) + torch.cumsum(
+            torch.zeros(total + 1, dtype=torch.long, device=device).index_add_(0, first, jump)[:total], 0)
+        per_query = count.view(m, -1).sum(1)
+        query = torch.cumsum(torch.zeros(total + 1, dtype=torch.long, device=device).index_add_(
+            0, torch.cumsum(per_query, 0) - per_query, torch.ones_like(per_query))[:total], 0) - 1
+        columns = queries.T.contiguous()
+        offset = [self.axes[k].index_select(0, candidate) - columns[k].index_select(0, query) for k in range(d)]
+        dist2 = offset[0].square()
+        for k in range(1, d):
+            dist2 += offset[k].square()
+        near = (dist2 <= self.radius * self.radius).nonzero().flatten()
+        offset = torch.stack([o.index_select(0, near) for o in offset]).T   # (E, d), stored axis by axis
+        return query.index_select(0, near), self.order.index_select(0, candidate.index_select(0, near)), offset
 
 
 def sample_counts(ratio: float, batch=None, n_points: int | None = None) -> torch.Tensor:

@@ -43,15 +43,20 @@ What is measured
     ``dense`` task: a ``points``-point cloud (1e5) made from the largest test scene
     (:func:`dense_cloud`) is advanced by the trained GIOROM whose ratio gives about
     ``nodes`` (1e3) graph nodes at the node density it was trained at (sampled by
-    :meth:`GIOROM.sample` at that node count): the time of one
-    full-cloud step (:meth:`GIOROM.advance`) against one step of the sparse graph alone
-    (:meth:`GIOROM.step` on the nodes), and the rollout MSE of the dense cloud against
-    its interpolated reference; then, in its own child process, GNS's time per step on
-    the same cloud. That GNS is timing only: the benchmark's architecture, untrained,
-    with its radius shrunk by the refinement factor (as many neighbours per particle as
-    in training; at its training radius the graph would have ~50 times more edges than
-    memory holds), and only ``gns_steps`` steps are timed (about a minute each on one
-    CPU thread).
+    :meth:`GIOROM.sample` at that node count): the time per step of a ``timing_steps``
+    rollout of the full cloud (:meth:`GIOROM.rollout`: the graph step plus the query
+    decoder at every other point) against that of the same rollout of the sparse graph
+    alone (the nodes advanced by their own predictions, :func:`sparse_rollout`), both
+    in this process, after a one-step warm-up of each, ``repeats`` times interleaved
+    (dense, sparse, dense, ...), medians of wall time and, less sensitive to other jobs
+    on the machine, of this process's CPU time; the time of one validated full-cloud
+    step (:meth:`GIOROM.advance`) is kept as ``advance_ms``; and the rollout MSE of the
+    dense cloud against its interpolated reference; then, in its own child process,
+    GNS's time per step on the same cloud. That GNS is timing only: the benchmark's
+    architecture, untrained, with its radius shrunk by the refinement factor (as many
+    neighbours per particle as in training; at its training radius the graph would have
+    ~50 times more edges than memory holds), and only ``gns_steps`` steps are timed
+    (about a minute each on one CPU thread).
 
 Departures, for a CPU budget: the networks are narrower and shallower than the papers'
 (both 128 wide, GNS with 10 message-passing steps; here :data:`FULL` ``gns`` and
@@ -124,7 +129,8 @@ ROLLOUT_COLUMNS = ["model", "ratio", "seeds", "particles", "nodes", "rollout_mse
                    "final_mse", "failed", "step_ms", "largest", "step_ms_largest", "speedup_largest", "train_s",
                    "peak_mib", "parameters"]
 DENSE_COLUMNS = ["points", "nodes", "ratio", "sample_ms", "dense_step_ms", "sparse_step_ms", "dense_over_sparse",
-                 "gns_step_ms", "gns_timed_steps", "speedup", "dense_mse", "peak_mib", "gns_peak_mib"]
+                 "dense_over_sparse_cpu", "gns_step_ms", "gns_timed_steps", "speedup", "dense_mse", "peak_mib",
+                 "gns_peak_mib"]
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -334,6 +340,21 @@ def _timed(fn, device, repeats: int = 1):
     return (_clock(device) - start) / repeats, out
 
 
+def _interleaved(fns: dict, device, repeats: int) -> dict:
+    """Median wall and process CPU seconds of each of ``fns``, called in turn ``repeats`` times (one call each first,
+    untimed): ``{name: (wall, cpu)}``. Interleaving spreads the load of other jobs over all alike."""
+    for fn in fns.values():
+        fn()
+    times = {name: ([], []) for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            cpu, wall = time.process_time(), _clock(device)
+            fn()
+            times[name][0].append(_clock(device) - wall)
+            times[name][1].append(time.process_time() - cpu)
+    return {name: (statistics.median(w), statistics.median(c)) for name, (w, c) in times.items()}
+
+
 def _peak_mib(device) -> float:
     import torch
 
@@ -461,28 +482,47 @@ def _dense_setting(spec: dict, device):
     return test, cloud, types, len(test["types"][source])
 
 
-def _dense_giorom_trial(spec: dict, device) -> list[dict]:
-    """GIOROM on the dense cloud: full-cloud step against the sparse step alone, and the dense rollout MSE."""
+def sparse_rollout(model, position_sequence, particle_type, bounds, n_steps: int):
+    """``n_steps`` steps of GIOROM's sparse graph alone: the sampled particles' histories ``(n, H + 1, d)`` advanced
+    by their own graph predictions (the work of a :meth:`GIOROM.rollout` step without the query decoder and the
+    unsampled particles; inputs checked once, as the rollout does). Returns the last positions ``(n, d)``."""
     import torch
 
-    dense, history = spec["plan"]["dense"], spec["plan"]["history"]
+    from sciml.models.gns import next_positions
+
+    b = model.check(position_sequence, particle_type, bounds)
+    sequence = position_sequence
+    for _ in range(n_steps):
+        acceleration = model.encoder.denormalize_acceleration(model(sequence, particle_type, b))
+        sequence = torch.cat([sequence[:, 1:], next_positions(sequence, acceleration)[:, None]], dim=1)
+    return sequence[:, -1]
+
+
+def _dense_giorom_trial(spec: dict, device) -> list[dict]:
+    """GIOROM on the dense cloud: full-cloud rollout step against the sparse graph's, and the dense rollout MSE."""
+    import torch
+
+    plan, dense, history = spec["plan"], spec["plan"]["dense"], spec["plan"]["history"]
     model = _load(Path(spec["checkpoint"]), device)
     test, cloud, types, n_source = _dense_setting(spec, device)
     start, truth = _history(cloud, history + 1), cloud[history + 1:]
     ratio = model.config["sample_ratio"]
     n_nodes = max(2, round(ratio * n_source))   # the node density the model was trained at
-    bounds = test["bounds"]
+    bounds, steps = test["bounds"], plan["timing_steps"]
     with torch.no_grad():
         sample_s, index = _timed(lambda: model.sample(start[:, -1], ratio=n_nodes / len(types)), device)
-        model.advance(start, types, bounds, index)  # warm-up
-        dense_s, _ = _timed(lambda: model.advance(start, types, bounds, index), device, dense["repeats"])
-        model.step(start[index], types[index], bounds)
-        sparse_s, _ = _timed(lambda: model.step(start[index], types[index], bounds), device, dense["repeats"])
+        nodes, node_types = start[index], types[index]
+        timed = _interleaved({"dense": lambda: model.rollout(start, types, bounds, steps, sample_index=index),
+                              "sparse": lambda: sparse_rollout(model, nodes, node_types, bounds, steps),
+                              "advance": lambda: model.advance(start, types, bounds, index)}, device, dense["repeats"])
         predicted = model.rollout(start, types, bounds, dense["horizon"], sample_index=index)
     mse = float((predicted.transpose(0, 1) - truth).square().mean())
+    (dense_s, dense_cpu), (sparse_s, sparse_cpu) = timed["dense"], timed["sparse"]
     return [{"task": "dense", "model": "giorom", "ratio": ratio, "seed": spec["seed"], "points": len(types),
              "nodes": n_nodes, "source_particles": n_source, "sample_ms": 1e3 * sample_s,
-             "dense_step_ms": 1e3 * dense_s, "sparse_step_ms": 1e3 * sparse_s, "dense_over_sparse": dense_s / sparse_s,
+             "dense_step_ms": 1e3 * dense_s / steps, "sparse_step_ms": 1e3 * sparse_s / steps,
+             "dense_over_sparse": dense_s / sparse_s, "dense_over_sparse_cpu": dense_cpu / sparse_cpu,
+             "advance_ms": 1e3 * timed["advance"][0], "timing_steps": steps, "repeats": dense["repeats"],
              "dense_mse": mse, "horizon": dense["horizon"]}]
 
 
@@ -679,8 +719,8 @@ def summarize(rows: list[dict]) -> list[dict]:
     gns = [r for r in rows if r["task"] == "dense" and r["model"] == "gns"]
     for row in (r for r in rows if r["task"] == "dense" and r["model"] == "giorom"):
         entry = {"task": "dense", "ratio": ratio_label(row["ratio"]),
-                 **{k: row[k] for k in ("points", "nodes", "sample_ms", "dense_step_ms", "sparse_step_ms",
-                                        "dense_over_sparse", "dense_mse", "peak_mib")}}
+                 **{k: row.get(k) for k in ("points", "nodes", "sample_ms", "dense_step_ms", "sparse_step_ms",
+                                            "dense_over_sparse", "dense_over_sparse_cpu", "dense_mse", "peak_mib")}}
         twin = next((g for g in gns if g["seed"] == row["seed"] and g["points"] == row["points"]), None)
         if twin is not None:
             entry.update(gns_step_ms=twin["step_ms"], gns_timed_steps=twin["timed_steps"],

@@ -40,6 +40,8 @@ def test_tiny_run_has_every_row_field_finite_errors_and_renders(tiny_run):
     assert dense["giorom"]["points"] == dense["gns"]["points"] == 1500
     assert dense["giorom"]["ratio"] == 1 / 4      # the trained ratio nearest 30 nodes on the test scene
     assert math.isfinite(dense["giorom"]["dense_mse"]) and dense["giorom"]["dense_over_sparse"] > 0
+    assert dense["giorom"]["dense_over_sparse_cpu"] > 0 and dense["giorom"]["advance_ms"] > 0
+    assert dense["giorom"]["timing_steps"] == 2 and dense["giorom"]["repeats"] == 1
     assert dense["gns"]["edges"] > 0 and dense["gns"]["timed_steps"] == 1
     table = bench.format_table(rows)
     assert "| giorom | 1/16 " in table and "| gns    | full " in table and "dense_over_sparse" in table
@@ -61,6 +63,24 @@ def test_a_piece_rerun_in_a_child_replaces_its_rows_and_another_plan_is_refused(
     assert {r["memory"] for r in again if r["task"] == "dense"} == {"max rss"}
     with pytest.raises(SciMLError, match="holds results of another plan"):
         bench.run(quick=True, out_dir=str(out), plan={**TINY, "steps": 4}, tasks=["data"])
+
+
+def test_sparse_rollout_is_the_rollout_of_the_sampled_graph_alone():
+    """What the dense task times as the sparse step: GIOROM's rollout of a cloud that is all nodes."""
+    import torch
+
+    from sciml.models.giorom import GIOROM
+
+    torch.manual_seed(0)
+    model = GIOROM(radius=0.3, hidden=8, sample_ratio=0.5, latent_resolution=3, heads=2,
+                   normalization={"vel_mean": 0.0, "vel_std": 0.01, "acc_mean": 0.0, "acc_std": 1e-4}).double()
+    g = torch.Generator().manual_seed(1)
+    history = 0.5 + 0.01 * torch.randn(20, 6, 2, generator=g, dtype=torch.float64).cumsum(1)
+    types = torch.zeros(20, dtype=torch.long)
+    with torch.no_grad():
+        alone = bench.sparse_rollout(model, history, types, [[0, 1], [0, 1]], 3)
+        rollout = model.rollout(history, types, [[0, 1], [0, 1]], 3, sample_index=torch.arange(20))
+    assert torch.allclose(alone, rollout[:, -1], rtol=0, atol=1e-14)
 
 
 def test_dense_cloud_follows_the_particles():

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from sciml.errors import SciMLError
+import sciml.models.giorom as giorom_module
 from sciml.models.giorom import GIOROM
 from sciml.models.gns import GNS, compute_normalization, random_walk_noise
-from sciml.models.neighbours import isolated, radius_graph
+from sciml.models.interaction_network import aggregate
+from sciml.models.neighbours import isolated, knn_neighbours, radius_graph, radius_neighbours
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -174,6 +176,53 @@ def test_query_decoder_evaluates_each_point_on_its_own():
                           atol=1e-13)
 
 
+def test_chunked_query_decoder_equals_the_kernel_sum_over_all_pairs(monkeypatch):
+    """The decoder's chunks (search and kernel a few queries at a time) give the plain sum over every pair within
+    query_radius (nearest 3 for a point with none), scenes apart."""
+    model = small_giorom(query_radius=0.08)
+    x = torch.cat([histories(60, seed=1), histories(50, seed=2)])
+    batch = torch.tensor([0] * 60 + [1] * 50)
+    types = torch.zeros(110, dtype=torch.long)
+    idx = model.sample(x[:, -1], batch)
+    g = torch.Generator().manual_seed(6)
+    queries = torch.rand(90, 2, generator=g, dtype=torch.float64)     # some far from every node
+    query_batch = torch.randint(0, 2, (90,), generator=g)
+    monkeypatch.setattr(giorom_module, "QUERY_CHUNK", 7)
+    bounds = torch.tensor(BOUNDS, dtype=torch.float64)
+    with torch.no_grad():
+        acceleration, latents = model._sparse(x[idx], types[idx], bounds, batch[idx])
+        decoded = model._decode(acceleration, latents, x[idx, -1], batch[idx], queries, query_batch)
+        nodes, values = x[idx, -1], model.query_values(torch.cat([latents, acceleration], dim=1))
+        q, s = radius_neighbours(queries, nodes, 0.08, query_batch=query_batch, point_batch=batch[idx])
+        radius = torch.full((90,), 0.08, dtype=torch.float64)
+        lonely = torch.bincount(q, minlength=90) == 0
+        assert 5 < int(lonely.sum()) < 85
+        near_q, near_s = knn_neighbours(queries[lonely], nodes, 3, query_batch=query_batch[lonely],
+                                        point_batch=batch[idx])
+        near_q = lonely.nonzero().flatten()[near_q]
+        radius[lonely] = 0.0
+        radius = radius.scatter_reduce(0, near_q, (nodes[near_s] - queries[near_q]).norm(dim=1), reduce="amax")
+        q, s = torch.cat([q, near_q]), torch.cat([s, near_s])
+        kappa = model.query_kernel.kernel((nodes[s] - queries[q]) / radius[q, None]) * values[s]
+        mean = torch.zeros(90, kappa.shape[1], dtype=torch.float64).index_add_(0, q, kappa)
+        expected = model.query_out(mean / torch.bincount(q, minlength=90)[:, None])
+    assert torch.allclose(decoded, expected, rtol=0, atol=1e-12)
+
+
+def test_aggregate_of_sorted_receivers_equals_index_add_and_has_its_gradient():
+    g = torch.Generator().manual_seed(7)
+    messages = torch.randn(30, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    receivers = torch.sort(torch.randint(0, 12, (30,), generator=g)).values
+    for how in ("sum", "mean"):
+        plain = torch.zeros(14, 2, dtype=torch.float64).index_add_(0, receivers, messages)
+        if how == "mean":
+            plain = plain / torch.bincount(receivers, minlength=14).clamp(min=1)[:, None]
+        assert torch.allclose(aggregate(messages, receivers, 14, how), plain, rtol=0, atol=1e-14)
+        shuffled = torch.randperm(30, generator=g)
+        assert torch.allclose(aggregate(messages[shuffled], receivers[shuffled], 14, how), plain, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda m: aggregate(m, receivers, 14, "mean"), (messages,))
+
+
 def test_points_far_from_every_sampled_particle_are_decoded_from_the_nearest_ones():
     """A droplet beyond query_radius of every node: the ball widens to its 3rd nearest node, and a rollout
     of the whole cloud finishes."""
@@ -246,6 +295,8 @@ def test_bad_queries_are_refused():
                    "query points must be a float tensor of shape (points, 2)")
     one_line_error(lambda: model.query_dynamics(torch.full((2, 2), 1.5, dtype=torch.float64), x[idx], types[idx],
                                                 BOUNDS), "2 query points lie outside the domain bounds")
+    one_line_error(lambda: model.query_dynamics(x[:5, -1].float(), x[idx], types[idx], BOUNDS),
+                   "query points must be torch.float64 like the particles")
     one_line_error(lambda: model.advance(x, types, BOUNDS, torch.tensor([0, 0, 1])), "sample_index must hold")
 
 

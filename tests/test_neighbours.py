@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sciml.errors import SciMLError
-from sciml.models.neighbours import (farthest_point_sample, isolated, knn_neighbours, radius_graph,
+from sciml.models.neighbours import (RadiusIndex, farthest_point_sample, isolated, knn_neighbours, radius_graph,
                                      radius_neighbours, random_sample, sample_counts)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -104,6 +104,56 @@ def test_knn_neighbours_equal_brute_force(method, dim):
     assert torch.equal(p.view(120, 80), torch.argsort(((queries[:, None] - points[None]) ** 2).sum(-1), dim=1))
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_radius_index_gives_the_pairs_of_brute_force_grouped_by_query(dim):
+    g = torch.Generator().manual_seed(30 + dim)
+    queries = torch.rand(200, dim, generator=g, dtype=torch.float64) * 3 - 1  # many beyond every point
+    points = torch.rand(150, dim, generator=g, dtype=torch.float64)
+    query_batch = torch.randint(0, 4, (200,), generator=g)  # scene 3 has no points
+    point_batch = torch.randint(0, 3, (150,), generator=g)
+    for radius in (0.03, 0.15, 5.0):
+        for cells in (None, 1, 3):
+            index = RadiusIndex(points, radius, point_batch, cells_per_radius=cells)
+            q, p, offset = index.pairs(queries, query_batch)
+            assert sorted(pairs(q, p)) == brute_pairs(queries, points, radius, query_batch, point_batch)
+            assert torch.equal(q, torch.sort(q).values) and torch.equal(offset, points[p] - queries[q])
+            chunks = [(first + a, b) for first, a, b, _ in index.chunks(queries, query_batch, size=37)]
+            assert torch.equal(torch.cat([a for a, _ in chunks]), q)
+            assert torch.equal(torch.cat([b for _, b in chunks]), p)
+
+
+def test_radius_index_loses_no_pair_at_the_radius_in_float32_and_coarsens_a_huge_grid():
+    """Lattice points at exactly one spacing: the pairs are those whose float32 distance passes, every one."""
+    axis = torch.arange(12, dtype=torch.float32) * 0.1
+    points = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    queries = points[::5] + torch.tensor([0.0, 1e-8])
+    radius = float(torch.tensor(0.1, dtype=torch.float32))
+    d2 = ((points[None, :, 0] - queries[:, None, 0]).square() + (points[None, :, 1] - queries[:, None, 1]).square())
+    expected = sorted(map(tuple, (d2 <= radius * radius).nonzero().tolist()))
+    assert int(((d2 - radius * radius).abs() <= 1e-7).sum()) > 2 * len(queries)  # many pairs at the radius
+    q, p, _ = RadiusIndex(points, radius).pairs(queries)
+    assert sorted(pairs(q, p)) == expected
+
+    class Coarse(RadiusIndex):
+        MAX_CELLS = 400
+
+    coarse = Coarse(points, radius)
+    assert (len(coarse.start) - 1) <= Coarse.MAX_CELLS
+    assert sorted(pairs(*coarse.pairs(queries)[:2])) == expected
+
+
+def test_radius_index_scales_without_a_dense_matrix():
+    """1e5 queries against 1e3 points, in chunks: each chunk's candidates only."""
+    g = torch.Generator().manual_seed(5)
+    points, queries = torch.rand(1000, 2, generator=g), torch.rand(100_000, 2, generator=g)
+    index = RadiusIndex(points, 0.03)
+    counts = torch.cat([torch.bincount(q, minlength=min(16384, len(queries) - first))
+                        for first, q, _, _ in index.chunks(queries, size=16384)])
+    sub = torch.arange(0, 100_000, 997)
+    brute = ((queries[sub, None] - points[None]) ** 2).sum(-1).le(0.03 ** 2).sum(1)
+    assert torch.equal(counts[sub], brute)
+
+
 def brute_fps(x, n):
     chosen = [0]
     dist = ((x - x[0]) ** 2).sum(1)
@@ -165,6 +215,9 @@ def test_isolated():
     (lambda: knn_neighbours(torch.rand(5, 2), torch.rand(5, 2), 0), "k must be a positive integer"),
     (lambda: knn_neighbours(torch.rand(5, 2), torch.rand(5, 2), 2, method="ball"), "choose one of"),
     (lambda: radius_graph(torch.tensor([[0.0], [1e30]]), 1e-12, method="cell"), "too small"),
+    (lambda: RadiusIndex(torch.rand(5, 2), 0.1, cells_per_radius=0), "cells_per_radius must be a positive"),
+    (lambda: RadiusIndex(torch.rand(5, 2), 0.1).pairs(torch.rand(3, 2, dtype=torch.float64)), "must be torch.float32"),
+    (lambda: RadiusIndex(torch.rand(5, 2), 0.1).pairs(torch.rand(3, 3)), "shape (n, 2)"),
 ])
 def test_bad_input(call, message):
     with pytest.raises(SciMLError) as info:
