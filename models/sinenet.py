@@ -299,15 +299,23 @@ class SineNet(UShapedModel, name="sinenet"):
 
     Notes
     -----
-    Follows the authors' code (``sinenet_dual.py`` in github.com/divelab/AIRS,
-    OpenPDE/SineNet), with these differences:
+    Follows the authors' code (``sinenet_dual.py`` and ``models/registry.py`` in
+    github.com/divelab/AIRS, OpenPDE/SineNet), checked part by part: 3-wide lift and
+    projection convolutions; per wave, ``levels`` (average-pool, stage) encoder levels and
+    as many (upsample, stage) decoder levels; a stage's first block has a 1x1-convolution
+    shortcut of the pooled or upsampled features alone, the others identity shortcuts;
+    GroupNorm with one group; encoder levels >= 2 also see the wave input pooled to their
+    grid; decoder skips come from the same wave (the finest one is the wave input);
+    periodic upsampling is bicubic on the grid extended periodically by two points; the
+    wave residual wraps every wave; SineNet-K of one size keep ``width`` and lower the
+    multiplier (the registry's 1.8075, 1.611, 1.5, 1.425 for K = 2, 4, 6, 8). Like the
+    reference, the output is the next frame itself (in the training normalisation), not
+    an increment of the last input frame. Differences:
 
-    - The output is the next frame itself (in the training normalisation), not an update
-      of the last input frame, as in the reference; there is no output residual option.
     - Upsampling is separable cubic interpolation (:func:`cubic_upsample`), equal to the
       reference's torch "bicubic" in 2-D, so the same code runs in 1-D and 3-D.
     - Any grid whose sides are multiples of ``2**levels`` works; the reference assumed its
-      datasets' sizes.
+      datasets' sizes (four halvings).
 
     With ``in_channels = 12``, ``out_channels = 3`` (history 4 of a scalar and a 2-D vector)
     and the defaults, the model has 35,490,219 parameters, the reference's SineNet-8.
