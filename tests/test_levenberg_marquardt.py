@@ -38,10 +38,25 @@ def test_affine_problems_match_lstsq_with_ridge():
     w, report = batched_levenberg_marquardt(affine, torch.zeros(3, 4, dtype=F64), ridge=ridge, tol=1e-12)
     assert report.converged.all(), report.message
     torch.testing.assert_close(w, expected.squeeze(-1), rtol=1e-9, atol=1e-10)
-    # undamped, the first (Gauss-Newton) step is exact and the next gradient test stops it
+    # undamped, the first (Gauss-Newton) step is exact and the next stationarity test stops it
     w_gn, report_gn = batched_levenberg_marquardt(affine, torch.zeros(3, 4, dtype=F64), ridge=ridge, damping=0.0)
     torch.testing.assert_close(w_gn, expected.squeeze(-1), rtol=1e-9, atol=1e-10)
     assert report_gn.iterations.tolist() == [1, 1, 1]
+
+
+def test_ill_conditioned_problems_stop_only_at_the_minimiser():
+    # singular values 1 and 1e-4, a far start and the default damping: a gradient test relative to the
+    # first gradient (or a damped step) is met long before the weak direction has converged
+    torch.manual_seed(2)
+    u, _ = torch.linalg.qr(torch.randn(2, 6, 2, dtype=F64))
+    v, _ = torch.linalg.qr(torch.randn(2, 2, 2, dtype=F64))
+    A = u @ torch.diag(torch.tensor([1.0, 1e-4], dtype=F64)) @ v.transpose(1, 2)
+    b = torch.randn(2, 6, dtype=F64)
+    expected = torch.linalg.lstsq(A, b.unsqueeze(-1)).solution.squeeze(-1)
+    w, report = batched_levenberg_marquardt(lambda w: torch.einsum("emn,en->em", A, w) - b,
+                                            torch.full((2, 2), 100.0, dtype=F64), tol=1e-4, max_iterations=200)
+    assert report.converged.all() and {STATUS[int(s)] for s in report.status} == {"stationary"}, report.message
+    assert ((w - expected).norm(dim=-1) <= 1e-3 * expected.norm(dim=-1)).all()
 
 
 def test_jacobian_of_independent_problems():
