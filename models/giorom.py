@@ -500,12 +500,10 @@ class GIOROM(ParticleModel):
             sample_index = self.sample(position_sequence[:, -1], batch, generator)
         self._check_sample_index(sample_index, len(position_sequence))
         kin = self._check_kinematic(kinematic_positions, len(position_sequence), n_steps, position_sequence)
-        prescribed = bool(self.kinematic(particle_type).any())
         sequence, out = position_sequence, []
         for k in range(n_steps):
             new = self._advance(sequence, particle_type, b, sample_index, batch)
-            if prescribed:
-                new = self._prescribed(new, sequence[:, -1], particle_type, kin, k)
+            new = self._prescribed(new, sequence[:, -1], particle_type, kin, k)
             out.append(new)
             sequence = torch.cat([sequence[:, 1:], new[:, None]], dim=1)
         return torch.stack(out, dim=1)

@@ -3,14 +3,12 @@
 Two radius searches give the same pairs (``|x_i - y_j| <= r``):
 
 ``"cell"``
-    A torch cell list (uniform grid hashing, as in SPH codes and Green, "Particle
-    simulation using CUDA", NVIDIA 2010): every point gets the integer cell
-    ``floor((x - lo) / r)``; points are sorted by a mixed-radix cell key (with the scene
-    index as the leading digit, so edges never cross scenes); for each of the ``3^d``
-    neighbouring cell offsets, ``searchsorted`` finds the run of points in that cell, and
-    only those candidates have their distances computed. Memory is the number of
-    candidate pairs of one offset, about ``N`` times the points per cell. Runs on any
-    device, dimension-generic.
+    A torch cell list, :class:`RadiusIndex` (uniform grid hashing, as in SPH codes and
+    Green, "Particle simulation using CUDA", NVIDIA 2010): every point gets an integer
+    cell, points are sorted by a mixed-radix cell key (with the scene index as the
+    leading digit, so pairs never cross scenes), and a query reads the contiguous runs of
+    points in the cells its ball covers; only those candidates have their distances
+    computed. Runs on any device, dimension-generic.
 ``"kdtree"``
     :class:`scipy.spatial.cKDTree` on the CPU (``sparse_distance_matrix``); scenes are
     kept apart by one extra coordinate, ``3 r`` times the scene index.
@@ -18,7 +16,7 @@ Two radius searches give the same pairs (``|x_i - y_j| <= r``):
 ``method="auto"`` uses the k-d tree for CPU tensors and the cell list elsewhere.
 
 Many queries against few points, e.g. a neural field decoded at ``10^5`` particles from
-``10^3`` graph nodes: :class:`RadiusIndex` bins the points once into a grid of cells and
+``10^3`` graph nodes: a :class:`RadiusIndex` kept by the caller bins the points once and
 answers the queries chunk by chunk, so each chunk's candidates stay in cache and no
 search tree is built over the queries (2 to 4 times faster than the k-d tree there).
 Cells have side ``r / 2`` in 2-D (``r`` in 3-D); for a query, every row of cells along
@@ -92,55 +90,12 @@ def _check_radius(radius) -> float:
 
 
 def _cell_search(queries, points, radius, query_batch, point_batch):
-    """Pairs ``(i, j)`` within ``radius``, candidates from the ``3^d`` cells around query ``i``'s cell.
+    """Pairs ``(i, j)`` within ``radius`` from a :class:`RadiusIndex` of the points (any device).
 
     Returns the query and point indices and the squared distances.
     """
-    device, dim = points.device, points.shape[1]
-    lo = torch.minimum(queries.min(0).values, points.min(0).values)
-    hi = torch.maximum(queries.max(0).values, points.max(0).values)
-    n_scenes = int(max(int(query_batch.max()), int(point_batch.max()))) + 1
-    cells = torch.floor((hi - lo).double() / radius) + 1
-    if n_scenes * float(torch.prod(cells)) >= 2.0 ** 62:
-        raise SciMLError(f"radius {radius:g} is too small for the extent of the points ({cells.tolist()} cells per "
-                         "axis): use a larger radius or method='kdtree'")
-    q_cell = torch.floor((queries - lo) / radius).long()
-    p_cell = torch.floor((points - lo) / radius).long()
-    extent = torch.maximum(q_cell.max(0).values, p_cell.max(0).values) + 1
-    sizes = [n_scenes] + extent.tolist()
-    strides = torch.tensor([int(np.prod(sizes[k + 1:])) for k in range(len(sizes))], device=device)
-
-    def key(scene, cell):
-        return scene * strides[0] + (cell * strides[1:]).sum(1)
-
-    # Work on copies sorted by cell, so the candidates of one cell are read contiguously.
-    p_key, p_order = torch.sort(key(point_batch, p_cell))
-    sorted_points = points[p_order]
-    q_key, q_order = torch.sort(key(query_batch, q_cell))
-    sorted_queries, q_cell, query_batch = queries[q_order], q_cell[q_order], query_batch[q_order]
-    arange_q = torch.arange(len(queries), device=device)
-    q_parts, p_parts, d_parts = [], [], []
-    for offset in itertools.product((-1, 0, 1), repeat=dim):
-        cell = q_cell + torch.tensor(offset, device=device)
-        inside = ((cell >= 0) & (cell < extent)).all(1)
-        k = key(query_batch, cell)
-        start = torch.searchsorted(p_key, k)
-        count = (torch.searchsorted(p_key, k, right=True) - start) * inside
-        total = int(count.sum())
-        if total == 0:
-            continue
-        q = torch.repeat_interleave(arange_q, count, output_size=total)
-        shift = torch.repeat_interleave(start - (torch.cumsum(count, 0) - count), count, output_size=total)
-        p = torch.arange(total, device=device) + shift
-        dist2 = (sorted_queries[q] - sorted_points[p]).square().sum(1)
-        near = dist2 <= radius * radius
-        q_parts.append(q[near])
-        p_parts.append(p[near])
-        d_parts.append(dist2[near])
-    if not q_parts:
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        return empty, empty, queries.new_zeros(0)
-    return q_order[torch.cat(q_parts)], p_order[torch.cat(p_parts)], torch.cat(d_parts)
+    q, p, offset = RadiusIndex(points, radius, point_batch).pairs(queries, query_batch)
+    return q, p, offset.square().sum(1)
 
 
 def _kdtree_search(queries, points, radius, query_batch, point_batch):
@@ -435,6 +390,9 @@ class RadiusIndex:
         self.lo = x.min(0).values if len(points) else x.new_zeros(self.dim)
         extent = (x.max(0).values - self.lo) if len(points) else x.new_zeros(self.dim)
         side = reach * (1.0 + 1e-5) / cells_per_radius
+        if float((extent / side).max()) >= 2.0 ** 50:
+            raise SciMLError(f"radius {self.radius:g} is too small for the extent of the points "
+                             f"({float(extent.max()):g}): use a larger radius or method='kdtree'")
         while True:
             shape = torch.floor(extent / side).long() + 1
             rows = math.ceil(reach / side + 2 * self.SLACK)    # rows of cells on each side of a query's
