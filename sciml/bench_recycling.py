@@ -23,6 +23,12 @@ Plan
     and configuration. Quick: 32^2 (``2d-tiny``) and 16^3 (``3d-tiny``, the coarsest
     Helmholtz grid the family accepts), 8 systems, rtol 1e-6, 2 s per method.
 
+Interleaving
+    The direct solve runs first through every system (its solutions are the
+    references); the other methods then take turns, one system each, so that load
+    from other processes on a shared machine hits them alike and their ratios hold
+    (``--sequential`` runs each method through all systems before the next).
+
 One stopping rule
     A solve counts as converged iff the **true** relative residual of the returned
     ``x``, ``||b - A x||_2 / ||b||_2``, is at most ``rtol``; the bench recomputes it for
@@ -101,14 +107,17 @@ Recorded per (family, size, rtol, method)
     counts ``j``); wall seconds per system **including setup** (preconditioner or
     hierarchy build and factorisation: per system when ``A`` changes, once for a fixed
     operator); ``op_share``, the fraction of that time spent inside the products with
-    ``A`` and ``M`` (timed inside the wrappers), the rest being orthogonalisation,
-    setup and Python; the worst true relative residual; ``max_dx``, the largest
+    ``A`` and ``M`` (timed inside the wrappers; ``m_share`` the part inside ``M``),
+    ``setup_share`` the fraction spent building ``M`` (AMG hierarchy, ILU or LU
+    factorisation) and ``other_share`` the rest (orthogonalisation, small dense work,
+    Python; for ``skr-sorted`` also the ordering); the worst true relative residual; ``max_dx``, the largest
     ``||x - x_ref|| / ||x_ref||`` over the systems, with ``x_ref`` the direct solution
     (or, for a system the direct solve did not finish, the first converged solution in
     run order), flagged (``agree`` = no) above ``AGREEMENT_FACTOR * rtol``; and
     ``skr_speedup`` = this method's seconds per system / skr-sorted's (above 1: SKR is
-    faster). A method stops when its budget is spent (checked before each system and
-    inside every product): the row says how many systems it finished; nothing is
+    faster). A method stops when its budget (the seconds it has spent itself) is spent
+    (checked before each system and inside every product): the row says how many
+    systems it finished; nothing is
     extrapolated. A single factorisation or AMG setup cannot be interrupted and may
     overrun the budget.
 
@@ -205,7 +214,8 @@ SPD_ONLY = frozenset({"cg", "cg+amg"})
 NON_SPD_ONLY = frozenset({"gmres+amg"})
 
 COLUMNS = ("family", "size", "rtol", "method", "solver", "preconditioner", "systems", "converged",
-           "matvecs_per_system", "m_apps_per_system", "s_per_system", "op_share", "max_residual",
+           "matvecs_per_system", "m_apps_per_system", "s_per_system", "op_share", "m_share", "setup_share",
+           "other_share", "max_residual",
            "max_dx", "agree", "skr_speedup", "note")
 
 
@@ -254,15 +264,21 @@ class _OutOfBudget(Exception):
 
 @dataclass
 class Tally:
-    """Products with ``A`` and ``M`` of one method run, the seconds inside them, its deadline."""
+    """Products with ``A`` and ``M`` of one method run, the seconds inside them and in building
+    ``M``, its deadline."""
 
     deadline: float = math.inf
     matvecs: int = 0
     m_apps: int = 0
     op_seconds: float = 0.0
+    """Inside products with ``A`` and ``M``."""
+    m_seconds: float = 0.0
+    """Inside products with ``M`` (part of ``op_seconds``)."""
+    setup_seconds: float = 0.0
+    """Building ``M`` (hierarchy or factorisation)."""
 
-    def snapshot(self) -> tuple[int, int, float]:
-        return self.matvecs, self.m_apps, self.op_seconds
+    def snapshot(self) -> tuple[int, int, float, float, float]:
+        return self.matvecs, self.m_apps, self.op_seconds, self.m_seconds, self.setup_seconds
 
 
 class Counted(LinearOperator):
@@ -288,11 +304,13 @@ class Counted(LinearOperator):
         if started > self.tally.deadline:
             raise _OutOfBudget
         Y = self.inner @ X
-        self.tally.op_seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.tally.op_seconds += elapsed
         if self.is_matrix:
             self.tally.matvecs += columns
         else:
             self.tally.m_apps += columns
+            self.tally.m_seconds += elapsed
         return Y
 
     def _matvec(self, v):
@@ -350,7 +368,9 @@ class _Operators:
             return False
         self.source = system.A
         self.A = Counted(system.A, self.tally, is_matrix=True)
+        started = time.perf_counter()
         M = build_preconditioner(self.preconditioner, system, self.spd)
+        self.tally.setup_seconds += time.perf_counter() - started
         self.M = None if M is None else Counted(M, self.tally, is_matrix=False)
         return True
 
@@ -463,70 +483,113 @@ def applies(method: str, spd: bool) -> bool:
 
 
 # ----------------------------------------------------------------------------- one configuration
-def run_method(run: MethodRun, systems: list[System], order: list[int], rtol: float, budget: float,
-               reference: dict[int, tuple[np.ndarray, str]], extra_seconds: float = 0.0) -> dict:
-    """Solve ``systems`` in ``order`` with ``run`` until done or out of ``budget`` seconds; one row's figures.
+class MethodProgress:
+    """One method's pass over a configuration's systems, one system per :meth:`step`.
 
-    ``reference`` maps a system to its reference solution and who produced it; a
-    converged solution of a system without one becomes its reference.
+    The budget counts the seconds this method spent (``budget`` in all), so several
+    methods can take turns system by system (``run(..., interleave=True)``) and each
+    still gets its own budget. ``reference`` maps a system to its reference solution
+    and who produced it; a converged solution of a system without one becomes its
+    reference.
     """
-    tally = run.tally
-    began = time.perf_counter()
-    tally.deadline = began + budget
-    seconds = extra_seconds
-    done = converged = 0
-    matvecs = m_apps = 0
-    op_seconds = 0.0
-    worst_residual = 0.0
-    worst_dx = 0.0
-    compared = {}
-    note = ""
-    for position, index in enumerate(order):
-        if time.perf_counter() >= tally.deadline:
-            note = f"budget {budget:g} s spent: {done} of {len(order)} systems"
-            break
-        system = systems[index]
-        before = tally.snapshot()
+
+    def __init__(self, run: MethodRun, systems: list[System], order: list[int], rtol: float, budget: float,
+                 reference: dict[int, tuple[np.ndarray, str]], extra_seconds: float = 0.0):
+        self.run, self.systems, self.order, self.rtol, self.budget = run, systems, order, rtol, budget
+        self.reference = reference
+        self.seconds = extra_seconds
+        self.position = self.done = self.converged = 0
+        self.counts = np.zeros(5)  # matvecs, M applications, seconds in A and M, in M, in setup
+        self.worst_residual = self.worst_dx = 0.0
+        self.compared: dict[str, int] = {}
+        self.note = ""
+        self.finished = not order
+
+    def step(self) -> None:
+        """Solve the next system (or note why the method stops); sets :attr:`finished` at the end."""
+        run, tally = self.run, self.run.tally
+        left = self.budget - self.seconds
+        if left <= 0:
+            self._stop(f"budget {self.budget:g} s spent: {self.done} of {len(self.order)} systems")
+            return
+        index = self.order[self.position]
+        system = self.systems[index]
+        before = np.array(tally.snapshot(), dtype=float)
         started = time.perf_counter()
+        tally.deadline = started + left
         try:
             x = run.solve(system)
         except _OutOfBudget:
-            note = (f"budget {budget:g} s spent: {done} of {len(order)} systems "
-                    f"(system {position + 1} stopped after {time.perf_counter() - started:.3g} s)")
-            break
+            self._stop(f"budget {self.budget:g} s spent: {self.done} of {len(self.order)} systems "
+                       f"(system {self.position + 1} stopped after {time.perf_counter() - started:.3g} s)")
+            return
         except (SciMLError, RuntimeError, np.linalg.LinAlgError) as error:
-            note = f"failed on system {position + 1}: {str(error).splitlines()[0]}"
-            break
-        elapsed = time.perf_counter() - started
-        after = tally.snapshot()
-        seconds += elapsed
-        matvecs += after[0] - before[0]
-        m_apps += after[1] - before[1]
-        op_seconds += after[2] - before[2]
-        done += 1
+            self._stop(f"failed on system {self.position + 1}: {str(error).splitlines()[0]}")
+            return
+        self.seconds += time.perf_counter() - started
+        self.counts += np.array(tally.snapshot(), dtype=float) - before
+        self.done += 1
+        self.position += 1
+        self.finished = self.position == len(self.order)
         b_norm = float(np.linalg.norm(system.b))
         relative = _true_residual_norm(system.A, system.b, x) / b_norm if b_norm > 0 else 0.0
-        worst_residual = max(worst_residual, relative) if np.isfinite(relative) else math.inf
-        if relative <= rtol:
-            converged += 1
-            if index in reference:
-                x_ref, source = reference[index]
-                worst_dx = max(worst_dx, float(np.linalg.norm(x - x_ref) / max(np.linalg.norm(x_ref), 1e-300)))
-                compared[source] = compared.get(source, 0) + 1
+        self.worst_residual = max(self.worst_residual, relative) if np.isfinite(relative) else math.inf
+        if relative <= self.rtol:
+            self.converged += 1
+            if index in self.reference:
+                x_ref, source = self.reference[index]
+                self.worst_dx = max(self.worst_dx,
+                                    float(np.linalg.norm(x - x_ref) / max(np.linalg.norm(x_ref), 1e-300)))
+                self.compared[source] = self.compared.get(source, 0) + 1
             else:
-                reference[index] = (x, run.solver)
-    per = (lambda value: value / done) if done else (lambda value: None)
-    if done and converged < done and not note:
-        note = f"{done - converged} of {done} systems did not converge"
-    return {
-        "systems": done, "planned": len(order), "converged": converged,
-        "matvecs_per_system": per(matvecs), "m_apps_per_system": per(m_apps),
-        "s_per_system": per(seconds), "seconds": seconds, "op_share": op_seconds / seconds if done else None,
-        "max_residual": worst_residual if done else None,
-        "max_dx": worst_dx if sum(compared.values()) else None,
-        "agree": (worst_dx <= AGREEMENT_FACTOR * rtol) if sum(compared.values()) else None,
-        "compared_with": compared, "note": note,
-    }
+                self.reference[index] = (x, run.solver)
+
+    def _stop(self, note: str) -> None:
+        self.note = note
+        self.finished = True
+
+    def figures(self) -> dict:
+        """The row's figures so far (module docstring, "Recorded")."""
+        done, seconds = self.done, self.seconds
+        matvecs, m_apps, op_seconds, m_seconds, setup_seconds = self.counts
+        per = (lambda value: value / done) if done else (lambda value: None)
+        share = (lambda value: float(value / seconds)) if done else (lambda value: None)
+        note = self.note
+        if done and self.converged < done and not note:
+            note = f"{done - self.converged} of {done} systems did not converge"
+        compared = sum(self.compared.values())
+        return {
+            "systems": done, "planned": len(self.order), "converged": self.converged,
+            "matvecs_per_system": per(float(matvecs)), "m_apps_per_system": per(float(m_apps)),
+            "s_per_system": per(seconds), "seconds": seconds, "op_share": share(op_seconds),
+            "m_share": share(m_seconds), "setup_share": share(setup_seconds),
+            "other_share": share(seconds - op_seconds - setup_seconds),
+            "max_residual": self.worst_residual if done else None,
+            "max_dx": self.worst_dx if compared else None,
+            "agree": (self.worst_dx <= AGREEMENT_FACTOR * self.rtol) if compared else None,
+            "compared_with": dict(self.compared), "note": note,
+        }
+
+
+def run_method(run: MethodRun, systems: list[System], order: list[int], rtol: float, budget: float,
+               reference: dict[int, tuple[np.ndarray, str]], extra_seconds: float = 0.0) -> dict:
+    """Solve ``systems`` in ``order`` with ``run`` until done or out of ``budget`` seconds; one row's figures."""
+    progress = MethodProgress(run, systems, order, rtol, budget, reference, extra_seconds)
+    while not progress.finished:
+        progress.step()
+    return progress.figures()
+
+
+def run_interleaved(progresses: list[MethodProgress]) -> None:
+    """Let the methods take turns, one system each, until every one has finished.
+
+    Load from other processes then falls on all of them alike, so their ratios hold on
+    a shared machine.
+    """
+    while not all(progress.finished for progress in progresses):
+        for progress in progresses:
+            if not progress.finished:
+                progress.step()
 
 
 # ----------------------------------------------------------------------------- the suite
@@ -555,7 +618,8 @@ def _check_preconditioners(given: dict) -> dict:
 
 
 def plan(quick: bool = False, families=None, sizes=None, systems=None, rtols=None, methods=None,
-         budget_seconds=None, ordering: str = "greedy", preconditioners: dict | None = None) -> dict:
+         budget_seconds=None, ordering: str = "greedy", preconditioners: dict | None = None,
+         interleave: bool = True) -> dict:
     """The checked plan: the quick or full defaults with the given overrides."""
     from sciml.solvers import ORDERINGS
 
@@ -570,6 +634,7 @@ def plan(quick: bool = False, families=None, sizes=None, systems=None, rtols=Non
         "ordering": ordering,
         "preconditioners": _check_preconditioners(preconditioners or {}),
         "quick": bool(quick),
+        "interleave": bool(interleave),
         "root_seed": ROOT_SEED,
     }
     if isinstance(chosen["systems"], bool) or not isinstance(chosen["systems"], (int, np.integer)) \
@@ -608,7 +673,8 @@ def _write(out_dir, chosen: dict, rows: list[dict]) -> None:
 
 def run(quick: bool = False, out_dir: str | None = None, families=None, sizes=None, systems=None,
         rtols=None, methods=None, budget_seconds=None, ordering: str = "greedy",
-        preconditioners: dict | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
+        preconditioners: dict | None = None, interleave: bool = True,
+        log: Callable[[str], None] | None = None) -> list[dict]:
     """Run the plan (module docstring); return one row per (family, size, rtol, method).
 
     Parameters
@@ -633,6 +699,10 @@ def run(quick: bool = False, out_dir: str | None = None, families=None, sizes=No
     preconditioners : dict, optional
         Family -> preconditioner of gcrotmk, lgmres and SKR (one of
         :data:`BENCH_PRECONDITIONERS`), overriding the rule; recorded in the plan.
+    interleave : bool
+        Let the methods after the direct solve take turns system by system (default),
+        so that load from other processes hits them alike; False runs each method
+        through all systems before the next.
     log : callable, optional
         Called with one line per finished method (``main`` prints them to stderr).
 
@@ -644,7 +714,8 @@ def run(quick: bool = False, out_dir: str | None = None, families=None, sizes=No
     """
     from sciml.generate import order_samples
 
-    chosen = plan(quick, families, sizes, systems, rtols, methods, budget_seconds, ordering, preconditioners)
+    chosen = plan(quick, families, sizes, systems, rtols, methods, budget_seconds, ordering, preconditioners,
+                  interleave)
     rows: list[dict] = []
     for family in chosen["families"]:
         for size in chosen["sizes"]:
@@ -657,19 +728,26 @@ def run(quick: bool = False, out_dir: str | None = None, families=None, sizes=No
                 ordered = order_samples(problem, len(batch), ROOT_SEED, ordering)
             for rtol in chosen["rtols"]:
                 reference: dict[int, tuple[np.ndarray, str]] = {}
-                block = []
+                progresses = []
                 for method in chosen["methods"]:
                     if not applies(method, spd):
                         continue
                     solver = make_method(method, family, spd, rtol, chosen["preconditioners"][family])
                     sorted_run = method == "skr-sorted"
-                    figures = run_method(solver, batch, ordered["order"] if sorted_run else natural, rtol,
-                                         chosen["budget_seconds"], reference,
-                                         extra_seconds=ordered["seconds"] if sorted_run else 0.0)
+                    progress = MethodProgress(solver, batch, ordered["order"] if sorted_run else natural, rtol,
+                                              chosen["budget_seconds"], reference,
+                                              extra_seconds=ordered["seconds"] if sorted_run else 0.0)
+                    progresses.append((method, solver, progress))
+                    if method == "direct" or not chosen["interleave"]:  # the direct solve sets the references
+                        run_interleaved([progress])
+                run_interleaved([progress for method, _, progress in progresses if method != "direct"])
+                block = []
+                for method, solver, progress in progresses:
+                    figures = progress.figures()
                     row = {"family": family, "size": size, "dim": problem.dim,
                            "unknowns": int(batch[0].b.size), "rtol": rtol, "method": method,
                            "solver": solver.solver, "preconditioner": solver.preconditioner, **figures}
-                    if sorted_run:
+                    if method == "skr-sorted":
                         row["ordering_seconds"] = ordered["seconds"]
                     block.append(row)
                     if log is not None:
@@ -694,7 +772,7 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """``python -m sciml.bench_recycling [--quick] [--families ...] [--sizes ...] [--systems N]
     [--rtols ...] [--methods ...] [--budget-seconds S] [--ordering greedy|curve]
-    [--preconditioner FAMILY=NAME ...] [--out DIR]``."""
+    [--preconditioner FAMILY=NAME ...] [--sequential] [--out DIR]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="32^2 and 16^3, 8 systems, rtol 1e-6, 2 s per method")
     parser.add_argument("--families", nargs="+", default=None, help=f"of: {', '.join(FAMILIES)}")
@@ -706,6 +784,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ordering", default="greedy", help="ordering of skr-sorted: greedy or curve")
     parser.add_argument("--preconditioner", nargs="+", default=(), metavar="FAMILY=NAME",
                         help=f"override the rule for gcrotmk, lgmres and SKR; NAME of: {', '.join(BENCH_PRECONDITIONERS)}")
+    parser.add_argument("--sequential", action="store_true",
+                        help="run each method through all systems in turn instead of interleaving them")
     parser.add_argument("--out", default=None, help="folder for bench_recycling.json")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -716,6 +796,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = run(quick=args.quick, out_dir=args.out, families=args.families, sizes=args.sizes,
                    systems=args.systems, rtols=args.rtols, methods=args.methods,
                    budget_seconds=args.budget_seconds, ordering=args.ordering, preconditioners=overrides,
+                   interleave=not args.sequential,
                    log=lambda line: print(line, file=sys.stderr, flush=True))
     except SciMLError as error:
         print(f"error: {error}", file=sys.stderr)

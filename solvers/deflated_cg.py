@@ -33,8 +33,10 @@ self-adjoint in it and it needs no ``M^-1``, which an AMG cycle does not provide
 smallest ``theta`` become the new ``W``. ``A P`` is the recurrence's own product and
 ``M A p_j = (z_j - z_{j+1}) / alpha_j`` follows from ``r_{j+1} = r_j - alpha_j A p_j``,
 so the step costs no application of ``A``; ``M (A W)`` costs ``k`` applications of
-``M`` (none without a preconditioner). Keeping the first directions beat keeping the
-last ones on log-normal Darcy sequences, and ``4 k`` beat ``k`` and ``2 k``.
+``M`` (none without a preconditioner, and none when ``A`` and ``M`` are those of the
+previous solve: the space then carries ``M C`` from it, :attr:`RecycleSpace.MC`).
+Keeping the first directions beat keeping the last ones on log-normal Darcy
+sequences, and ``4 k`` beat ``k`` and ``2 k``.
 
 Departures from the references: (i) ``F`` and ``G`` are formed by explicit block
 products instead of the recurrence formulas that assume exact A-conjugacy, so the
@@ -119,11 +121,12 @@ def check_hermitian(A) -> None:
 
 
 class _Deflation:
-    """The deflation basis ``W`` with ``A W`` and ``W^H A W = I``, from a bound space."""
+    """The deflation basis ``W`` with ``A W``, ``W^H A W = I`` and, when the space carried it, ``M A W``."""
 
-    def __init__(self, W: np.ndarray, AW: np.ndarray):
+    def __init__(self, W: np.ndarray, AW: np.ndarray, MAW: np.ndarray | None = None):
         self.W = W
         self.AW = AW
+        self.MAW = MAW
         self.W_H = np.ascontiguousarray(W.conj().T)
         self.AW_H = np.ascontiguousarray(AW.conj().T)
 
@@ -136,8 +139,12 @@ class _Deflation:
         return cls(np.zeros((n, 0), dtype=dtype), np.zeros((n, 0), dtype=dtype))
 
     @classmethod
-    def from_space(cls, space: RecycleSpace, n: int, dtype) -> tuple["_Deflation", int]:
-        """``W = U V Lambda^-1/2`` from ``U^H C = V Lambda V^H``; returns it and the directions dropped."""
+    def from_space(cls, space: RecycleSpace, n: int, dtype, M_given=None) -> tuple["_Deflation", int]:
+        """``W = U V Lambda^-1/2`` from ``U^H C = V Lambda V^H``; returns it and the directions dropped.
+
+        ``M A W`` comes from the space's ``MC`` when that was stored for ``M_given``
+        (the same preconditioner object).
+        """
         if space.is_empty:
             return cls.empty(n, dtype), 0
         U = space.U.astype(dtype, copy=False)
@@ -148,46 +155,46 @@ class _Deflation:
         if values[-1] <= 0.0 or not keep.any():
             return cls.empty(n, dtype), U.shape[1]
         scale = vectors[:, keep] / np.sqrt(values[keep])
-        return cls(U @ scale, C @ scale), U.shape[1] - int(keep.sum())
+        carried = M_given is not None and space.MC is not None and space.preconditioner is M_given
+        MAW = space.MC.astype(dtype, copy=False) @ scale if carried else None
+        return cls(U @ scale, C @ scale, MAW), U.shape[1] - int(keep.sum())
 
 
 class _Harvest:
-    """``Z = [W, p_0, ..., p_{l-1}]`` with ``A Z`` and ``M A Z``, filled column by column, for the
-    Rayleigh-Ritz step; ``p_j`` are the first ``limit`` search directions of a solve."""
+    """``Z = [W, p_0, ..., p_{l-1}]`` with ``A Z`` and ``M A Z`` for the Rayleigh-Ritz step;
+    ``p_j`` are the first ``limit`` search directions of a solve, kept column by column
+    (only the columns a solve produces are allocated)."""
 
     def __init__(self, deflation: _Deflation, limit: int, M):
-        n, size = deflation.W.shape
-        dtype = deflation.W.dtype
+        self.deflation = deflation if limit else _Deflation.empty(deflation.W.shape[0], deflation.W.dtype)
         self.limit = limit
-        self.count = 0
         self.broken = False
-        self.offset = size if limit else 0
-        shape = (n, self.offset + limit)
-        self.Z, self.AZ, self.MAZ = (np.empty(shape, dtype=dtype, order="F") for _ in range(3))
-        if limit:
-            self.Z[:, :size] = deflation.W
-            self.AZ[:, :size] = deflation.AW
+        self.columns: tuple[list, list, list] = ([], [], [])
         self.M = M
+
+    @property
+    def count(self) -> int:
+        return len(self.columns[0])
+
+    @property
+    def offset(self) -> int:
+        return self.deflation.size
 
     @property
     def wants_more(self) -> bool:
         return self.count < self.limit
 
     def add(self, p, Ap, MAp) -> None:
-        column = self.offset + self.count
-        self.Z[:, column] = p
-        self.AZ[:, column] = Ap
-        self.MAZ[:, column] = MAp
-        self.count += 1
+        """Keep ``p`` (copied: the iteration updates it in place), ``A p`` and ``M A p``."""
+        for column, vector in zip(self.columns, (p.copy(), Ap, MAp)):
+            column.append(vector)
 
     def blocks(self):
-        """``Z``, ``A Z``, ``M A Z`` over the filled columns (``M A W`` is applied here, once)."""
-        used = self.offset + self.count
-        if self.offset and self.M is None:
-            self.MAZ[:, : self.offset] = self.AZ[:, : self.offset]
-        elif self.offset:
-            self.MAZ[:, : self.offset] = self.M @ self.AZ[:, : self.offset]
-        return self.Z[:, :used], self.AZ[:, :used], self.MAZ[:, :used]
+        """``Z``, ``A Z``, ``M A Z`` (``M A W`` is applied here, once, unless the space carried it)."""
+        W, AW, MAW = self.deflation.W, self.deflation.AW, self.deflation.MAW
+        if MAW is None:
+            MAW = AW if self.M is None or not self.offset else np.asarray(self.M @ AW)
+        return tuple(np.column_stack([start, *column]) for start, column in zip((W, AW, MAW), self.columns))
 
 
 def _kernel(system: LinearSystem, M: LinearOperator | None, deflation: _Deflation, harvest: _Harvest):
@@ -258,7 +265,7 @@ def _not_positive(which: str, value: float) -> str:
             "or method='gcrodr'")
 
 
-def _rayleigh_ritz(space: RecycleSpace, harvest: _Harvest, k: int, key: str) -> None:
+def _rayleigh_ritz(space: RecycleSpace, harvest: _Harvest, k: int, key: str, M_given=None) -> None:
     """Replace the space by the ``k`` Ritz vectors of ``M A`` with smallest Ritz values on ``[W, P]``."""
     if harvest.broken or harvest.offset + harvest.count == 0:
         return
@@ -274,7 +281,19 @@ def _rayleigh_ritz(space: RecycleSpace, harvest: _Harvest, k: int, key: str) -> 
     T = V[:, keep] / np.sqrt(f[keep])
     _, S = sla.eigh(T.conj().T @ ((G + G.conj().T) / 2) @ T)
     Y = T @ S[:, :k]
-    space.store(Z @ Y, AZ @ Y, key=key, method=METHOD)
+    # C = A Z Y is made orthonormal through its small Gram matrix (Cholesky QR, Y <- Y R^-1), so
+    # that the space need not QR-factorise an n x k block (it checks C^H C = I and does so if not)
+    gram = Y.conj().T @ (AZ.conj().T @ AZ) @ Y
+    try:
+        R = sla.cholesky((gram + gram.conj().T) / 2)
+    except np.linalg.LinAlgError:  # numerically singular: the space's pivoted QR drops directions
+        R = None
+    if R is not None:
+        Y = sla.solve_triangular(R, Y.T, trans="T").T
+    if M_given is None:
+        space.store(Z @ Y, AZ @ Y, key=key, method=METHOD)
+    else:
+        space.store(Z @ Y, AZ @ Y, key=key, method=METHOD, MC=MAZ @ Y, preconditioner=M_given)
 
 
 def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None, M=None,
@@ -316,7 +335,8 @@ def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None
         depend on ``M``, so a new preconditioner for the same matrix costs no product.
         Re-binding to a new ``A`` costs ``size`` products of ``A``, counted in
         ``matvecs``; the update at the end applies ``M`` to ``size`` vectors (not counted:
-        ``matvecs`` counts ``A`` only).
+        ``matvecs`` counts ``A`` only) unless the same ``A`` and ``M`` object served the
+        previous solve: the space then carries ``M C``.
 
     Returns
     -------
@@ -367,14 +387,14 @@ def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None
     system = prepare_system(A, b, x0, rtol=rtol, atol=atol, maxiter=maxiter)
     matrix = system.operator.A
     check_hermitian(matrix)
-    M = as_preconditioner(M, system.n)
+    M_given, M = M, as_preconditioner(M, system.n)
     deflation = _Deflation.empty(system.n, system.dtype)
     key = None
     if recycle is not None:
         recycle.check_compatible(system.n, system.dtype, METHOD)
         key = operator_key(matrix)
         system.operator.count += recycle.bind(matrix, key)
-        deflation, dropped = _Deflation.from_space(recycle, system.n, system.dtype)
+        deflation, dropped = _Deflation.from_space(recycle, system.n, system.dtype, M_given)
         recycle.dropped += dropped
     harvest = _Harvest(deflation, HARVEST_FACTOR * int(k) if recycle is not None else 0, M)
     result = solve_by_corrections(
@@ -385,7 +405,7 @@ def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None
         on_stagnation="rounding limits the attainable accuracy: loosen rtol or use method='direct'",
     )
     if recycle is not None:
-        _rayleigh_ritz(recycle, harvest, min(int(k), recycle.k), key)
+        _rayleigh_ritz(recycle, harvest, min(int(k), recycle.k), key, M_given)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -17,7 +17,16 @@ Two matrices are kept, both ``n x k``:
 is the one the space was built on (same :func:`operator_key`) it is reused as it is;
 otherwise ``C = Op U`` is recomputed as one block product and re-orthonormalised by a
 QR factorisation, ``U <- U R^{-1}``, dropping directions that became numerically
-dependent.
+dependent. :meth:`RecycleSpace.store` skips that QR when the ``C`` it is given has
+orthonormal columns already (GCRO-DR's ``C`` does; recycled CG makes its ``C``
+orthonormal in the small space): checking the Gram matrix costs about a fifth of a
+pivoted QR.
+
+A method that also needs ``M C`` for its preconditioner ``M`` (recycled CG's
+Rayleigh-Ritz step) may store it beside ``U`` and ``C`` (:attr:`RecycleSpace.MC`); it
+follows every change of basis of ``C`` and is forgotten when the operator or ``M``
+changes, so it saves ``size`` applications of ``M`` per solve only while both stay
+the same (a fixed operator with varying right-hand sides).
 
 Examples
 --------
@@ -49,13 +58,27 @@ from sciml.errors import SciMLError
 DEPENDENCE_TOLERANCE = 1e-10
 """A direction is dropped when its diagonal entry in ``R`` falls below this times the largest."""
 
+ORTHONORMAL_TOLERANCE = 1e-12
+""":meth:`RecycleSpace.store` keeps ``C`` as it is when ``max|C^H C - I|`` is at most this."""
 
-def operator_key(A, M=None) -> str:
+
+class OperatorKey(str):
+    """:func:`operator_key`'s fingerprint; it holds the objects it names by identity.
+
+    Python reuses the ``id`` of a freed object, so a new LinearOperator could get the
+    fingerprint of a freed one; while a space keeps the key, the objects stay alive and
+    their ids cannot be reused.
+    """
+
+    held: tuple = ()
+
+
+def operator_key(A, M=None) -> OperatorKey:
     """A fingerprint of the operator ``A`` (and preconditioner ``M``), equal iff they are unchanged.
 
     Sparse matrices and arrays are hashed by their entries and structure; a
     LinearOperator or a preconditioner object by its identity, since its entries
-    cannot be read.
+    cannot be read (the key holds such objects: :class:`OperatorKey`).
 
     Examples
     --------
@@ -64,6 +87,7 @@ def operator_key(A, M=None) -> str:
     (True, False)
     """
     digest = hashlib.sha256()  # SHA-NI makes it about twice as fast as blake2b here
+    held = []
     for item in (A, M):
         if item is None:
             digest.update(b"none")
@@ -77,7 +101,10 @@ def operator_key(A, M=None) -> str:
             digest.update(np.ascontiguousarray(item).view(np.uint8))
         else:
             digest.update(f"object{id(item)}".encode())
-    return digest.hexdigest()
+            held.append(item)
+    key = OperatorKey(digest.hexdigest())
+    key.held = tuple(held)
+    return key
 
 
 class RecycleSpace:
@@ -100,6 +127,11 @@ class RecycleSpace:
         method stores directions in its own variable (e.g. right-preconditioned).
     dropped : int
         Directions dropped so far as numerically dependent.
+    MC : ndarray or None
+        ``M C`` for the preconditioner object :attr:`preconditioner`, when the method
+        that filled the space stored it; None otherwise, and after any rebinding.
+    preconditioner : object or None
+        The preconditioner ``MC`` belongs to (held, so that identity is a safe test).
 
     Examples
     --------
@@ -117,6 +149,8 @@ class RecycleSpace:
         self.key: str | None = None
         self.method: str | None = None
         self.dropped = 0
+        self.MC: np.ndarray | None = None
+        self.preconditioner = None
 
     @property
     def size(self) -> int:
@@ -130,6 +164,7 @@ class RecycleSpace:
     def clear(self) -> None:
         """Forget every direction (the next solve starts without recycling)."""
         self.U = self.C = self.key = None
+        self.MC = self.preconditioner = None
 
     def check_compatible(self, n: int, dtype, method: str) -> None:
         """Refuse a space built for another system size, dtype or method (one clear line).
@@ -175,16 +210,21 @@ class RecycleSpace:
         applications = self.size
         AU = np.asarray(operator @ self.U) if not isinstance(operator, LinearOperator) \
             else operator.matmat(self.U)
+        self.MC = self.preconditioner = None
         self._orthonormalise(self.U, AU)
         self.key = key
         return applications
 
-    def store(self, U: np.ndarray, C: np.ndarray, key: str, method: str) -> None:
+    def store(self, U: np.ndarray, C: np.ndarray, key: str, method: str, MC: np.ndarray | None = None,
+              preconditioner=None) -> None:
         """Keep ``U`` with ``C = Op U`` (``C`` is re-orthonormalised here if it is not already).
 
         Keeps at most ``k`` columns (the first ``k``); a method passes its directions
-        best first.
+        best first. ``MC = M C`` for the object ``preconditioner`` may come along; it is
+        transformed with ``C``.
         """
+        if MC is not None and np.shape(MC) != np.shape(C):
+            raise SciMLError(f"MC must have the shape of C, {np.shape(C)}, got {np.shape(MC)}")
         U = np.asarray(U)[:, : self.k]
         C = np.asarray(C)[:, : self.k]
         if U.shape != C.shape or U.ndim != 2:
@@ -192,11 +232,16 @@ class RecycleSpace:
         if not (np.isfinite(U).all() and np.isfinite(C).all()):
             raise SciMLError(f"{method} produced non-finite recycle directions; the space was not updated")
         self.method = method
-        self._orthonormalise(U, C)
+        self.MC, self.preconditioner = (None, None) if MC is None else (np.asarray(MC)[:, : self.k], preconditioner)
+        gram = C.conj().T @ C
+        if gram.size and np.abs(gram - np.eye(gram.shape[0])).max() <= ORTHONORMAL_TOLERANCE:
+            self.U, self.C = np.ascontiguousarray(U), np.ascontiguousarray(C)  # orthonormal already
+        else:
+            self._orthonormalise(U, C)
         self.key = key
 
     def _orthonormalise(self, U: np.ndarray, C: np.ndarray) -> None:
-        """Set ``C <- Q``, ``U <- U R^{-1}`` from ``C = Q R``, dropping dependent directions."""
+        """Set ``C <- Q``, ``U <- U R^{-1}`` (and ``MC``) from ``C = Q R``, dropping dependent directions."""
         Q, R, pivots = sla.qr(C, mode="economic", pivoting=True)
         diagonal = np.abs(np.diag(R))
         if diagonal.size == 0 or diagonal[0] == 0.0:
@@ -206,9 +251,15 @@ class RecycleSpace:
         keep = int(np.count_nonzero(diagonal > DEPENDENCE_TOLERANCE * diagonal[0]))
         self.dropped += U.shape[1] - keep
         R = R[:keep, :keep]
-        U = U[:, pivots[:keep]]
         self.C = np.ascontiguousarray(Q[:, :keep])
-        self.U = np.ascontiguousarray(sla.solve_triangular(R, U.T, trans="T", lower=False).T)
+        self.U = self._right_solve(U[:, pivots[:keep]], R)
+        if self.MC is not None:
+            self.MC = self._right_solve(self.MC[:, pivots[:keep]], R)
+
+    @staticmethod
+    def _right_solve(X: np.ndarray, R: np.ndarray) -> np.ndarray:
+        """``X R^{-1}`` for upper triangular ``R``."""
+        return np.ascontiguousarray(sla.solve_triangular(R, X.T, trans="T", lower=False).T)
 
     def __repr__(self) -> str:
         return f"RecycleSpace(k={self.k}, size={self.size}, method={self.method!r})"

@@ -74,6 +74,35 @@ def test_new_right_hand_side_reuses_the_space_without_products():
     assert changed.matvecs == changed.iterations + 1 + size  # plus one block product A U
 
 
+def test_a_fixed_matrix_and_preconditioner_carry_m_c_instead_of_applying_m_again():
+    """With the same A and M object the space carries M C, so the Rayleigh-Ritz step applies
+    M to no extra vector; a new M object for the same matrix costs the k applications again
+    and gives the same iterations."""
+    A = darcy_matrix(20, 0)
+    rng = np.random.default_rng(4)
+    jacobi = make_preconditioner("jacobi", A)
+    applications = []
+
+    def counted_jacobi(v):
+        applications.append(1)
+        return jacobi @ v
+
+    M = spla.LinearOperator(A.shape, matvec=counted_jacobi, dtype=float)
+    carried, fresh = RecycleSpace(k=5), RecycleSpace(k=5)
+    for _ in range(3):
+        b = rng.standard_normal(400)
+        applications.clear()
+        result = recycled_cg_result(A, b, rtol=1e-9, k=5, M=M, recycle=carried)
+        used = len(applications)
+        applications.clear()
+        other = recycled_cg_result(A, b, rtol=1e-9, k=5, recycle=fresh,
+                                   M=spla.LinearOperator(A.shape, matvec=counted_jacobi, dtype=float))
+        assert result.converged and other.converged and result.iterations == other.iterations
+        np.testing.assert_allclose(result.x, other.x, rtol=1e-8)
+    assert carried.preconditioner is M and carried.MC.shape == carried.C.shape
+    assert used == len(applications) - 5  # the last solve: no M (A W) for the carried space
+
+
 def test_refuses_a_nonsymmetric_matrix():
     A = darcy_matrix(10, 0).tolil()
     A[0, 1] += 5.0

@@ -100,3 +100,35 @@ def test_operator_key_tracks_entries_and_preconditioner():
 def test_bad_k_is_refused(k):
     with pytest.raises(SciMLError, match="k >= 1"):
         RecycleSpace(k)
+
+
+def test_identity_keys_hold_their_objects_so_a_freed_id_is_never_reused():
+    """Python reuses the id of a freed object: a key by identity must keep its object alive,
+    or a new operator could inherit the fingerprint of the last one."""
+    keys = []
+    for _ in range(30):
+        keys.append(operator_key(aslinearoperator(np.eye(3))))  # the operator is freed at once
+    assert len(set(keys)) == 30
+    M = aslinearoperator(np.eye(3))
+    assert operator_key(np.eye(3), M).held == (M,)
+
+
+def test_orthonormal_c_is_kept_as_given_and_mc_follows_a_change_of_basis():
+    A = laplacian(40, 0.3)
+    rng = np.random.default_rng(3)
+    Q, R = np.linalg.qr(rng.standard_normal((40, 3)))
+    U = np.linalg.solve(A.toarray(), Q)  # C = A U = Q is orthonormal already: stored as given
+    space = RecycleSpace(3)
+    space.store(U, Q, operator_key(A), method="test")
+    np.testing.assert_array_equal(space.C, Q)
+    np.testing.assert_array_equal(space.U, U)
+    M = np.diag(rng.uniform(1.0, 2.0, 40))  # C not orthonormal: QR, and M C changes basis with C
+    U = rng.standard_normal((40, 3))
+    space.store(U, A @ U, operator_key(A), method="test", MC=M @ (A @ U), preconditioner=M)
+    np.testing.assert_allclose(space.C.T @ space.C, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(space.MC, M @ space.C, atol=1e-12)
+    assert space.preconditioner is M
+    space.bind(A * 2.0, operator_key(A * 2.0))  # a new operator: M C is forgotten
+    assert space.MC is None and space.preconditioner is None
+    with pytest.raises(SciMLError, match="shape of C"):
+        space.store(U, A @ U, "key", method="test", MC=np.ones((40, 2)), preconditioner=M)
