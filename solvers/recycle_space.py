@@ -11,7 +11,8 @@ Two matrices are kept, both ``n x k``:
 
 - ``U``: the recycled directions;
 - ``C = Op U`` with ``C^H C = I`` for the operator ``Op`` the space is *bound* to
-  (``A`` or, with right preconditioning, ``A M``).
+  (``A``: both GCRO-DR and recycled CG keep ``U`` in the solution variable, so a
+  preconditioner may change without touching the space)
 
 :meth:`RecycleSpace.bind` makes the pair valid for a new operator: when the operator
 is the one the space was built on (same :func:`operator_key`) it is reused as it is;
@@ -27,6 +28,14 @@ Rayleigh-Ritz step) may store it beside ``U`` and ``C`` (:attr:`RecycleSpace.MC`
 follows every change of basis of ``C`` and is forgotten when the operator or ``M``
 changes, so it saves ``size`` applications of ``M`` per solve only while both stay
 the same (a fixed operator with varying right-hand sides).
+
+A method whose ``U`` lives in the solution variable of a right-preconditioned solve
+(GCRO-DR) may also keep ``Y ~ M^{-1} U`` (:attr:`RecycleSpace.preimage`), the
+directions in the preconditioned variable, for its harmonic Ritz problem. It follows
+every change of basis of ``U`` and, unlike ``MC``, is *kept* when the operator or ``M``
+changes: it is then the previous preconditioner's preimage, an approximation the
+method may use for selection only (never for the solution). Without it, rebinding to
+a new ``A`` and ``M`` costs ``size`` products with ``A`` and no application of ``M``.
 
 Examples
 --------
@@ -124,7 +133,9 @@ class RecycleSpace:
         :func:`operator_key` of that operator.
     method : str or None
         The solver that filled the space; another solver refuses it, since each
-        method stores directions in its own variable (e.g. right-preconditioned).
+        method keeps its own kind of directions (GCRO-DR's tag, ``"gcrodr-x"``, marks
+        ``U`` in the solution variable; a space of the older preconditioned-variable
+        GCRO-DR, tagged ``"gcrodr"``, is refused).
     dropped : int
         Directions dropped so far as numerically dependent.
     MC : ndarray or None
@@ -132,6 +143,9 @@ class RecycleSpace:
         that filled the space stored it; None otherwise, and after any rebinding.
     preconditioner : object or None
         The preconditioner ``MC`` belongs to (held, so that identity is a safe test).
+    preimage : ndarray or None
+        ``Y`` with ``M Y ~ U`` for the last preconditioner used, when the method that
+        filled the space stored it; kept (not recomputed) across rebinding.
 
     Examples
     --------
@@ -151,6 +165,7 @@ class RecycleSpace:
         self.dropped = 0
         self.MC: np.ndarray | None = None
         self.preconditioner = None
+        self.preimage: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -164,7 +179,7 @@ class RecycleSpace:
     def clear(self) -> None:
         """Forget every direction (the next solve starts without recycling)."""
         self.U = self.C = self.key = None
-        self.MC = self.preconditioner = None
+        self.MC = self.preconditioner = self.preimage = None
 
     def check_compatible(self, n: int, dtype, method: str) -> None:
         """Refuse a space built for another system size, dtype or method (one clear line).
@@ -216,15 +231,16 @@ class RecycleSpace:
         return applications
 
     def store(self, U: np.ndarray, C: np.ndarray, key: str, method: str, MC: np.ndarray | None = None,
-              preconditioner=None) -> None:
+              preconditioner=None, preimage: np.ndarray | None = None) -> None:
         """Keep ``U`` with ``C = Op U`` (``C`` is re-orthonormalised here if it is not already).
 
         Keeps at most ``k`` columns (the first ``k``); a method passes its directions
-        best first. ``MC = M C`` for the object ``preconditioner`` may come along; it is
-        transformed with ``C``.
+        best first. ``MC = M C`` for the object ``preconditioner`` may come along, and
+        ``preimage`` (``Y`` with ``M Y ~ U``); both are transformed with ``U`` and ``C``.
         """
-        if MC is not None and np.shape(MC) != np.shape(C):
-            raise SciMLError(f"MC must have the shape of C, {np.shape(C)}, got {np.shape(MC)}")
+        for name, extra in (("MC", MC), ("preimage", preimage)):
+            if extra is not None and np.shape(extra) != np.shape(C):
+                raise SciMLError(f"{name} must have the shape of C, {np.shape(C)}, got {np.shape(extra)}")
         U = np.asarray(U)[:, : self.k]
         C = np.asarray(C)[:, : self.k]
         if U.shape != C.shape or U.ndim != 2:
@@ -233,15 +249,19 @@ class RecycleSpace:
             raise SciMLError(f"{method} produced non-finite recycle directions; the space was not updated")
         self.method = method
         self.MC, self.preconditioner = (None, None) if MC is None else (np.asarray(MC)[:, : self.k], preconditioner)
+        self.preimage = None if preimage is None else np.asarray(preimage)[:, : self.k]
         gram = C.conj().T @ C
         if gram.size and np.abs(gram - np.eye(gram.shape[0])).max() <= ORTHONORMAL_TOLERANCE:
             self.U, self.C = np.ascontiguousarray(U), np.ascontiguousarray(C)  # orthonormal already
+            if self.preimage is not None:
+                self.preimage = np.ascontiguousarray(self.preimage)
         else:
             self._orthonormalise(U, C)
         self.key = key
 
     def _orthonormalise(self, U: np.ndarray, C: np.ndarray) -> None:
-        """Set ``C <- Q``, ``U <- U R^{-1}`` (and ``MC``) from ``C = Q R``, dropping dependent directions."""
+        """Set ``C <- Q``, ``U <- U R^{-1}`` (and ``MC``, ``preimage``) from ``C = Q R``, dropping
+        dependent directions."""
         Q, R, pivots = sla.qr(C, mode="economic", pivoting=True)
         diagonal = np.abs(np.diag(R))
         if diagonal.size == 0 or diagonal[0] == 0.0:
@@ -255,6 +275,8 @@ class RecycleSpace:
         self.U = self._right_solve(U[:, pivots[:keep]], R)
         if self.MC is not None:
             self.MC = self._right_solve(self.MC[:, pivots[:keep]], R)
+        if self.preimage is not None:
+            self.preimage = self._right_solve(self.preimage[:, pivots[:keep]], R)
 
     @staticmethod
     def _right_solve(X: np.ndarray, R: np.ndarray) -> np.ndarray:

@@ -152,7 +152,7 @@ def test_right_ilu_preconditioning_converges_on_the_true_residual():
     plain = gcrodr_result(A, b, rtol=1e-10, m=30, k=10)
     assert preconditioned.converged and relative_residual(A, b, preconditioned.x) <= 1e-10
     assert preconditioned.iterations < plain.iterations / 2
-    assert space.key == operator_key(A, M)
+    assert space.key == operator_key(A)  # U in the solution variable: the space is bound to A alone
     again = gcrodr_result(A, b[::-1].copy(), rtol=1e-10, m=30, M=M, recycle=space)
     assert again.converged and rebinding_products(again) == 0
 
@@ -209,7 +209,7 @@ def test_dependent_recycled_directions_are_dropped():
     U[0, :] = 1.0
     U[1, 1] = 1e-13  # independent under `stretch`, dependent under any moderate operator
     space = RecycleSpace(k=2)
-    space.store(U, stretch @ U, key=operator_key(stretch), method="gcrodr")
+    space.store(U, stretch @ U, key=operator_key(stretch), method="gcrodr-x")
     assert space.size == 2
     A = convection_diffusion(int(np.sqrt(n + 4)), 1.0)[:n, :n] + 4 * sp.eye_array(n)
     b = np.random.default_rng(7).standard_normal(n)
@@ -233,12 +233,13 @@ def test_non_finite_preconditioner_is_reported_and_callback_sees_every_cycle():
 
 
 def test_right_preconditioned_cycles_match_a_dense_reference_on_a_complex_system():
-    """Parks et al.'s cycle with x = M y, checked against dense linear algebra: the first
-    cycle is GMRES(m) on A M; the second minimises ||r|| over x + M span([U, K_{m-k}]),
-    K the Krylov space of (I - C C^H) A M on the projected residual; each time the new U
-    spans the k harmonic Ritz vectors of A M on that space of smallest magnitude and
-    C = A M U. A slip in the preconditioned variable (U in x instead of y, C = A U, a
-    missing M in the update, the Ritz problem on the wrong basis) breaks these equalities."""
+    """Parks et al.'s cycle with x = M y and U kept in the solution variable, checked
+    against dense linear algebra: the first cycle is GMRES(m) on A M; the second minimises
+    ||r|| over x + span([U, M K_{m-k}]), K the Krylov space of (I - C C^H) A M on the
+    projected residual; each time the space's preimage Y spans the k harmonic Ritz vectors
+    of A M on [Y, K] of smallest magnitude, U = M Y and C = A U. A slip in the variable
+    (U left in y, C = A M U, a missing M in the update, the Ritz problem on the wrong
+    basis) breaks these equalities."""
     rng = np.random.default_rng(8)
     n, m, k = 60, 12, 4
     noise = lambda: (rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n))) / np.sqrt(n)  # noqa: E731
@@ -266,11 +267,71 @@ def test_right_preconditioned_cycles_match_a_dense_reference_on_a_complex_system
     S = krylov(AM, b, m)
     expected = M @ S @ np.linalg.lstsq(AM @ S, b, rcond=None)[0]
     assert np.linalg.norm(first.x - expected) <= 1e-9 * np.linalg.norm(expected)
-    assert same_span(space.U, harmonic_ritz(S)) and np.allclose(AM @ space.U, space.C, atol=1e-12)
-    U, C = space.U.copy(), space.C.copy()
+    assert same_span(space.preimage, harmonic_ritz(S)) and np.allclose(M @ space.preimage, space.U)
+    assert np.allclose(A @ space.U, space.C, atol=1e-12)
+    Y, C = space.preimage.copy(), space.C.copy()
     second = gcrodr_result(A, b, first.x, rtol=1e-14, m=m, M=M, recycle=space, maxiter=m - k)
     r = b - A @ first.x
-    S = np.column_stack([U, krylov(AM - C @ (C.conj().T @ AM), r - C @ (C.conj().T @ r), m - k)])
+    S = np.column_stack([Y, krylov(AM - C @ (C.conj().T @ AM), r - C @ (C.conj().T @ r), m - k)])
     expected = first.x + M @ S @ np.linalg.lstsq(AM @ S, r, rcond=None)[0]
     assert np.linalg.norm(second.x - expected) <= 1e-9 * np.linalg.norm(expected)
-    assert same_span(space.U, harmonic_ritz(S)) and np.allclose(AM @ space.U, space.C, atol=1e-12)
+    assert same_span(space.preimage, harmonic_ritz(S)) and np.allclose(M @ space.preimage, space.U)
+    assert np.allclose(A @ space.U, space.C, atol=1e-12)
+
+
+class CountingM(sla.LinearOperator):
+    """A preconditioner that counts its applications (one per column)."""
+
+    def __init__(self, M):
+        super().__init__(dtype=M.dtype, shape=M.shape)
+        self.M, self.count = M, 0
+
+    def _matmat(self, X):
+        self.count += X.shape[1]
+        return self.M @ X
+
+    def _matvec(self, v):
+        return self._matmat(v.reshape(-1, 1))[:, 0]
+
+
+def test_new_matrix_and_new_preconditioner_rebind_with_k_products_of_a_and_no_m():
+    """U lives in the solution variable, so C = A U: a new A costs k products with A and a
+    new M nothing; M is applied exactly once per Arnoldi step."""
+    rng = np.random.default_rng(9)
+    space = RecycleSpace(k=6)
+    for wind in (30.0, 31.0):
+        A = convection_diffusion(24, wind)
+        M = CountingM(make_preconditioner(("ilu", {"drop_tol": 1e-2}), A))
+        result = gcrodr_result(A, rng.standard_normal(576), rtol=1e-9, m=20, M=M, recycle=space)
+        assert result.converged and space.size == 6 and space.key == operator_key(A)
+        assert M.count == result.iterations
+    assert rebinding_products(result) == 6
+    same_matrix = CountingM(make_preconditioner(("ilu", {"drop_tol": 5e-2}), A))
+    again = gcrodr_result(A, rng.standard_normal(576), rtol=1e-9, m=20, M=same_matrix, recycle=space)
+    assert again.converged and rebinding_products(again) == 0 and same_matrix.count == again.iterations
+
+
+def test_preconditioned_solves_equal_the_unpreconditioned_ones_on_a_m():
+    """With one M for the sequence the stored preimage Y = M^-1 U is exact, so the solve in
+    x follows Parks et al.'s algebra step for step: the same iterations as GCRO-DR without
+    preconditioner on A M (where U = Y), and x = M y, also as the matrix changes."""
+    rng = np.random.default_rng(10)
+    n = 400
+    M = np.linalg.inv(convection_diffusion(20, 10.0).toarray() + 50.0 * np.eye(n))
+    in_x, in_y = RecycleSpace(k=6), RecycleSpace(k=6)
+    for wind in (10.0, 10.0, 10.5, 11.0):
+        A = convection_diffusion(20, wind)
+        b = rng.standard_normal(n)
+        x = gcrodr_result(A, b, rtol=1e-9, m=20, M=M, recycle=in_x)
+        y = gcrodr_result(A @ M, b, rtol=1e-9, m=20, recycle=in_y)
+        assert x.converged and y.converged and x.iterations == y.iterations
+        assert np.linalg.norm(x.x - M @ y.x) <= 1e-7 * np.linalg.norm(x.x)
+        assert np.allclose(in_x.U, M @ in_x.preimage)
+
+
+def test_a_space_of_the_preconditioned_variable_gcrodr_is_refused():
+    A = convection_diffusion(10, wind=5.0)
+    old = RecycleSpace(k=2)
+    old.store(np.eye(100)[:, :2], A @ np.eye(100)[:, :2], key="x", method="gcrodr")
+    with pytest.raises(SciMLError, match="'gcrodr'"):
+        gcrodr_result(A, np.ones(100), m=10, recycle=old)

@@ -132,3 +132,22 @@ def test_orthonormal_c_is_kept_as_given_and_mc_follows_a_change_of_basis():
     assert space.MC is None and space.preconditioner is None
     with pytest.raises(SciMLError, match="shape of C"):
         space.store(U, A @ U, "key", method="test", MC=np.ones((40, 2)), preconditioner=M)
+
+
+def test_preimage_follows_every_change_of_basis_and_survives_rebinding():
+    """``preimage`` (Y with M Y = U) is transformed with U by store's and bind's QR and,
+    unlike MC, kept when the operator changes; it is dropped only with the space."""
+    A = laplacian(40, 0.3)
+    M = np.diag(np.linspace(1.0, 2.0, 40))
+    Y = np.random.default_rng(3).standard_normal((40, 3))
+    space = RecycleSpace(3)
+    space.store(M @ Y, A @ M @ Y, operator_key(A), method="test", preimage=Y)
+    np.testing.assert_allclose(M @ space.preimage, space.U, atol=1e-12)
+    B = laplacian(40, 0.9)
+    assert space.bind(B, operator_key(B)) == 3
+    np.testing.assert_allclose(M @ space.preimage, space.U, atol=1e-12)
+    np.testing.assert_allclose(B @ space.U, space.C, atol=1e-12)
+    with pytest.raises(SciMLError, match="preimage must have the shape"):
+        space.store(space.U, space.C, operator_key(B), method="test", preimage=Y[:, :2])
+    space.clear()
+    assert space.preimage is None
