@@ -76,10 +76,42 @@ def test_chebcb_tracks_the_context_dependent_best_arm():
     assert np.mean(late_regret) < 0.01  # uniform play would lose about 0.2 per round
 
 
+def _sor_costs(z: float, omegas: np.ndarray) -> np.ndarray:
+    """SOR iterations to reach 1e-8 on a model problem whose Jacobi radius rises with z
+    (Young's formula for the SOR radius; the best omega moves from about 1.2 to 1.8)."""
+    mu = 0.6 + 0.38 * z
+    root = np.sqrt(np.maximum((omegas * mu) ** 2 - 4.0 * (omegas - 1.0), 0.0))
+    rho = np.where(root > 0.0, ((omegas * mu + root) / 2.0) ** 2, omegas - 1.0)
+    return np.ceil(np.log(1e-8) / np.log(np.maximum(rho, omegas - 1.0)))
+
+
+def test_chebcb_rate_model_learns_sor_costs_faster_than_the_cost_model():
+    omegas = np.linspace(1.0, 1.95, 20)
+    rng = np.random.default_rng(4)
+    contexts = rng.uniform(size=1000)
+    totals = {}
+    for model in ("cost", "rate"):
+        learner = ChebCB(20, (0.0, 1.0), degree=5, cost_scale=1e4, scale="mean", model=model,
+                         exploration=30.0, seed=0)
+        totals[model] = 0.0
+        for z in contexts:
+            cost = _sor_costs(z, omegas)[learner.select(z)]
+            totals[model] += cost
+            learner.update(float(cost))
+        if model == "rate":
+            for z in (0.1, 0.5, 0.9):  # the greedy omega is close to the best on the grid
+                costs = _sor_costs(z, omegas)
+                assert costs[np.argmin(learner.predict(z))] <= 1.1 * costs.min()
+    optimal = sum(_sor_costs(z, omegas).min() for z in contexts)
+    # both pay for trying 20 arms at first (1.25x and 1.3x over 1,000 rounds)
+    assert totals["rate"] < 1.28 * optimal and totals["rate"] < totals["cost"]
+
+
 @pytest.mark.parametrize("make", [
     lambda: TsallisINF(4, cost_scale=10.0, seed=3),
     lambda: BinnedTsallisINF(4, (0.0, 1.0), n_bins=3, cost_scale=10.0, seed=3),
     lambda: ChebCB(4, (0.0, 1.0), degree=3, cost_scale=10.0, seed=3),
+    lambda: ChebCB(4, (0.0, 1.0), degree=3, cost_scale=10.0, model="rate", arm_degree=2, seed=3),
 ])
 def test_state_dict_restores_mid_sequence_exactly(make):
     rng = np.random.default_rng(5)
@@ -113,6 +145,10 @@ def test_learners_refuse_misuse_in_one_line():
         (lambda: BinnedTsallisINF(3, (0.0, 1.0), 0, cost_scale=1.0), "n_bins"),
         (lambda: ChebCB(3, (0.0, 1.0), cost_scale=1.0).load_state_dict(learner.state_dict()),
          "state is for TsallisINF"),
+        (lambda: ChebCB(3, (0.0, 1.0), cost_scale=1.0, model="rates"), "model must be one of"),
+        (lambda: ChebCB(3, (0.0, 1.0), cost_scale=1.0, arm_degree=-1), "arm_degree"),
+        (lambda: ChebCB(3, (0.0, 1.0), cost_scale=1.0, model="rate").load_state_dict(
+            ChebCB(3, (0.0, 1.0), cost_scale=1.0).state_dict()), "model='cost'"),
     ]
     for call, match in cases:
         with pytest.raises(SciMLError, match=match) as error:
@@ -197,3 +233,11 @@ def test_tuner_refuses_a_file_it_did_not_write(tmp_path):
     with pytest.raises(SciMLError, match="symmetric"):
         tuner.solve(sp.csr_array(np.array([[2.0, 1.0], [0.0, 2.0]])), np.ones(2))
     assert tuner.learner._pending is None and tuner.history == []
+
+
+def test_relaxation_bench_refuses_an_unknown_shift_distribution():
+    from sciml.bench_relaxation import learner_specs, run
+
+    with pytest.raises(SciMLError, match="unknown shift distribution 'medium'"):
+        run(quick=True, shifts=("medium",))
+    assert learner_specs((0.0, 1.0))["chebcb"][1]["model"] == "rate"
