@@ -55,6 +55,17 @@ class DCDMNet(GridModel, name="dcdm-net"):
     ``levels > 1`` nests further pooling levels (each with its own blocks and skip)
     inside the first, U-Net style.
 
+    ``levels=0`` (a departure, off by default) makes the depth follow the grid: the net
+    pools until the smallest axis is at most ``coarsest`` cells, and every level uses
+    the *same* fine blocks (shared weights), like the smoother of a multigrid V-cycle.
+    Why: the smoothest modes of ``A`` need a direction close to ``A^-1 r``, which is
+    global; the paper's one level reaches about 25 cells, so a net trained at 64^2
+    takes more iterations the larger the grid. With shared levels the receptive field
+    always spans the grid, and a net trained at 64^2 applies the same level map on
+    every level of a 512^2 grid. Measured (energy loss, 1,500 steps at 64^2): 68, 123
+    and 591 DCDM iterations at 64^2, 128^2 and 256^2 -- the learned level map does not
+    yet compose beyond the depth it was trained at.
+
     Input channels: ``in_channels=1`` is the residual alone, as in the paper;
     ``in_channels=2`` (the default here, a departure) adds the fluid mask as a second
     channel and multiplies the output by it, so the net sees where the obstacles are
@@ -75,6 +86,9 @@ class DCDMNet(GridModel, name="dcdm-net"):
     levels : int
         Coarsening levels (the paper: 1). More levels widen the receptive field, which
         the smoothest modes of a large grid need; a departure offered as an option.
+        0: as many levels as the grid allows, with shared weights (see above).
+    coarsest : int
+        With ``levels=0``: pool while the smallest axis exceeds this many cells.
 
     References
     ----------
@@ -93,41 +107,45 @@ class DCDMNet(GridModel, name="dcdm-net"):
     """
 
     def __init__(self, in_channels: int = 2, out_channels: int = 1, dim: int = 2, width: int = 16,
-                 fine_blocks: int = 2, coarse_blocks: int = 4, levels: int = 1):
+                 fine_blocks: int = 2, coarse_blocks: int = 4, levels: int = 1, coarsest: int = 8):
         if in_channels not in (1, 2):
             raise SciMLError(f"model.in_channels must be 1 (residual) or 2 (residual and fluid mask), got {in_channels!r}")
         if out_channels != 1:
             raise SciMLError(f"model.out_channels must be 1 (the search direction), got {out_channels!r}")
         dim = spatial_dim(dim, "dcdm-net", allowed=(2, 3))
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 0:
+            raise SciMLError(f"model.levels must be an integer >= 0 (0: follow the grid), got {levels!r}")
         super().__init__(dict(in_channels=in_channels, out_channels=out_channels, dim=dim,
                               width=positive_int("width", width), fine_blocks=positive_int("fine_blocks", fine_blocks),
                               coarse_blocks=positive_int("coarse_blocks", coarse_blocks),
-                              levels=positive_int("levels", levels)))
+                              levels=levels, coarsest=positive_int("coarsest", coarsest)))
         blocks = lambda count: torch.nn.Sequential(*(_ResidualBlock(dim, width) for _ in range(count)))
         self.lift = _conv(dim, in_channels, width)
-        self.down = torch.nn.ModuleList(blocks(fine_blocks) for _ in range(levels))
+        self.down = torch.nn.ModuleList(blocks(fine_blocks) for _ in range(max(levels, 1)))
         self.coarse = blocks(coarse_blocks)
-        self.up = torch.nn.ModuleList(blocks(fine_blocks) for _ in range(levels))
+        self.up = torch.nn.ModuleList(blocks(fine_blocks) for _ in range(max(levels, 1)))
         self.project = _conv(dim, width, 1)
 
     def _level(self, x: torch.Tensor, level: int) -> torch.Tensor:
         """Blocks on this level, the coarser levels on the pooled features, the skip, blocks again."""
-        if level == self.config["levels"]:
-            return self.coarse(x)
         grid = x.shape[2:]
+        levels = self.config["levels"]
+        if (level == levels) if levels else min(grid) <= self.config["coarsest"]:
+            return self.coarse(x)
+        shared = 0 if levels == 0 else level
         odd = [n % 2 for n in grid]
         if any(odd):  # F.pad lists the last axis first
             x = F.pad(x, [p for n in reversed(odd) for p in (0, n)])
-        fine = self.down[level](x)
+        fine = self.down[shared](x)
         pool = (F.avg_pool2d, F.avg_pool3d)[self.dim - 2]
         coarse = self._level(pool(fine, kernel_size=2), level + 1)
-        y = self.up[level](F.interpolate(coarse, scale_factor=2, mode="nearest") + fine)
+        y = self.up[shared](F.interpolate(coarse, scale_factor=2, mode="nearest") + fine)
         return y[(slice(None), slice(None), *(slice(0, n) for n in grid))]
 
     def check_input(self, spatial_shape) -> None:
         """Also require two points per axis on the coarsest level (``2^(levels + 1)`` on the grid)."""
         super().check_input(spatial_shape)
-        need = 2 ** (self.config["levels"] + 1)
+        need = 2 ** (self.config["levels"] + 1) if self.config["levels"] else 2
         if min(int(n) for n in spatial_shape) < need:
             raise SciMLError(f"grid {list(spatial_shape)} is too small for model.levels="
                              f"{self.config['levels']}: use resolution >= {need} or fewer levels")

@@ -23,7 +23,10 @@ never grows. Where this implementation departs from the paper, and why:
   (``p^T A p < 1e-10 q^T A q``) or nearly orthogonal to ``r`` -- the iteration takes a
   plain CG step instead (``q = r``, conjugated the same way). After a step whose
   residual norm did not decrease, the next step is a CG step too. Both are counted in
-  :class:`DCDMResult` (``cg_fallbacks``, ``nondecreasing_steps``).
+  :class:`DCDMResult` (``cg_fallbacks``, ``nondecreasing_steps``). The second rule is
+  a heuristic: the line search minimises the A-norm of the error, not ``||r||``, so it
+  also fires after good steps (plain CG has a non-decreasing ``||r||`` in about a fifth
+  of its steps); a well-trained net rarely triggers it, a poor one is carried by it.
 - **Refusals.** A matrix that is not symmetric, has a non-positive diagonal, or shows
   ``p^T A p < 0`` is refused with a one-line :class:`~sciml.errors.SciMLError`, as is a
   grid that does not match the network's dimension.

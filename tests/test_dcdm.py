@@ -14,7 +14,10 @@ import torch
 from sciml.checkpoint import load_model
 from sciml.datasets.obstacle_poisson import ObstaclePoisson, pressure_matrix
 from sciml.dcdm_training import (
+    RitzRightHandSides,
     StencilOperator,
+    TrainingSystem,
+    dcdm_loss,
     lanczos_ritz_vectors,
     obstacle_training_systems,
     save_dcdm,
@@ -168,3 +171,80 @@ def test_example_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [line for line in done.stdout.splitlines() if "products with A" in line]
     assert len(lines) == 2 and "info 0" in lines[0] and "true relative residual" in lines[1]
+
+
+class _Exact(DCDMPreconditioner):
+    """f(r) = A^-1 r by a sparse direct solve on the coupled cells (and r / a_ii on the rest)."""
+
+    def __init__(self, A):
+        super().__init__(DCDMNet(dim=2), A)
+        self.lu = sla.splu(sp.csc_matrix(A)[~self.decoupled][:, ~self.decoupled])
+
+    def _direction(self, r):
+        z = r / self.diagonal
+        z[~self.decoupled] = self.lu.solve(r[~self.decoupled])
+        return z
+
+
+class _Identity(DCDMPreconditioner):
+    def _direction(self, r):
+        return r.copy()
+
+
+def test_iteration_with_exact_inverse_and_identity(one_torch_thread):
+    # f = A^-1: one step; f = identity: conjugating r against the last directions is CG
+    A, b = _system(24)
+    exact = dcdm_result(A, b, model=_Exact(A), rtol=1e-8)
+    assert exact.converged and exact.iterations == 1 and exact.cg_fallbacks == 0
+    cg = cg_result(A, b, rtol=1e-8).iterations
+    for n_previous in (1, 2):
+        same = dcdm_result(A, b, model=_Identity(DCDMNet(dim=2), A), rtol=1e-8, n_previous=n_previous)
+        assert same.converged and abs(same.iterations - cg) <= 2
+
+
+def test_shared_levels_follow_the_grid(one_torch_thread):
+    fixed, shared = DCDMNet(dim=2), DCDMNet(dim=2, levels=0, coarsest=4)
+    assert shared.n_parameters == fixed.n_parameters  # one set of level blocks, reused
+    for shape in [(4, 4), (9, 20), (64, 64)]:
+        assert shared(torch.randn(1, 2, *shape).abs().round()).shape == (1, 1, *shape)
+    with pytest.raises(SciMLError, match="levels"):
+        DCDMNet(levels=-1)
+
+
+def test_energy_of_ritz_right_hand_sides_and_energy_loss():
+    A = pressure_matrix(np.ones((6, 6), bool), h=1 / 6)
+    values, vectors = lanczos_ritz_vectors(A, 36, rng=0)  # the whole spectrum: exact eigenpairs
+    rhs = RitzRightHandSides(vectors, low_fraction=0.0, values=values)
+    b, energy = rhs.batch_with_energy(3, torch.Generator().manual_seed(0))
+    solved = sla.spsolve(sp.csc_matrix(A), b.double().numpy().T).T
+    assert np.allclose(energy.numpy(), (b.double().numpy() * solved).sum(axis=1), rtol=1e-4)
+    system = TrainingSystem((6, 6), StencilOperator(A, (6, 6), torch.float32), torch.ones(6, 6), rhs)
+
+    class Fixed(torch.nn.Module):  # returns given directions, whatever it is shown
+        in_channels = 1
+
+        def __init__(self, q):
+            super().__init__()
+            self.q = q
+
+        def forward(self, fields):
+            return self.q.reshape(fields.shape)
+
+    exact = Fixed(torch.tensor(solved, dtype=torch.float32))
+    assert float(dcdm_loss(exact, system, b, energy)) < 1e-4
+    steepest = float(dcdm_loss(Fixed(b), system, b, energy))
+    assert 0.05 < steepest < 1
+    with pytest.raises(SciMLError, match="loss must be"):
+        train_dcdm([A], steps=1, loss="l2")
+
+
+def test_energy_loss_gives_far_better_directions_than_the_residual_loss(trained, one_torch_thread):
+    # same data, net and steps as the `trained` fixture (the paper's residual loss); at this
+    # tiny scale (60 steps) neither beats CG, but the energy loss is several times better
+    energy = train_dcdm(obstacle_training_systems(16, n_layouts=2, seed=0), steps=60, batch_size=4, n_ritz=32,
+                        lr=2e-3, low_fraction=0.0, loss="energy", seed=0)
+    assert energy.settings["loss"] == "energy" and np.mean(energy.losses[-10:]) < np.mean(energy.losses[:10])
+    A, b = _system(16)
+    with_energy = dcdm_result(A, b, model=energy.model, rtol=1e-6)
+    with_residual = dcdm_result(A, b, model=trained.model, rtol=1e-6)
+    assert with_energy.converged and with_energy.iterations < 0.5 * with_residual.iterations
