@@ -88,8 +88,8 @@ Methods (:data:`METHODS`); ``M`` is always a fixed linear operator
         order of :func:`sciml.generate.order_samples` (``ordering``, default
         ``"greedy"``, the paper's; on the problem's ``ordering_fields``) or in natural
         order. SPD families: recycled (deflated) PCG, :func:`sciml.solvers.recycled_cg_result`
-        with k = 10; the others: GCRO-DR(m=60, k=20), :func:`sciml.solvers.gcrodr_result`
-        (the paper runs m = 40; 60 gives each cycle the 40 new vectors of GMRES(40)).
+        with k = 4 (:data:`RCG_K`); the others: GCRO-DR(m=60, k=10), :func:`sciml.solvers.gcrodr_result`
+        (the paper runs m = 40, k = 20; :data:`GCRODR_M`, :data:`GCRODR_K` say why).
         The ordering's cost (drawing the fields again, features, sort) is added to
         ``skr-sorted``'s time.
 
@@ -166,12 +166,21 @@ ROOT_SEED = 0
 RESTART = 40
 """GMRES(m) and gcrotmk's m."""
 RECYCLE_K = 20
-"""gcrotmk's and GCRO-DR's k (the paper's reference run)."""
-GCRODR_M = RESTART + RECYCLE_K
-"""GCRO-DR's m: 60, so each cycle adds 40 new Krylov vectors as GMRES(40) and gcrotmk(40, 20)
-do (GCRO-DR(40, 20) adds only 20 and needed 3x GMRES(40)'s iterations on Helmholtz)."""
-RCG_K = 10
-"""Recycled CG's deflation vectors."""
+"""gcrotmk's k (the paper's reference run)."""
+GCRODR_M = 60
+"""GCRO-DR's m: 60 (the paper runs 40; GCRO-DR(40, k) took 1.5x the time of (60, k) on
+2-D Helmholtz with the shifted-Laplacian AMG, and GCRO-DR(50, 10) 1.2x)."""
+GCRODR_K = 10
+"""GCRO-DR's k with the families' AMG preconditioners (the paper runs 20). Rebinding to a
+new matrix costs k products of ``A``, and with these strong preconditioners 10 directions
+deflate about as well as 20: interleaved on 20 sorted systems (5 at 32^3), GCRO-DR(60, 10)
+took 0.77x (Helmholtz 100^2), 0.82x (Helmholtz 32^3), 0.69x (advection-diffusion 100^2)
+and 0.89x (advection-diffusion 32^3) of GCRO-DR(60, 20)'s solve time. With ILU (weak on
+Helmholtz) 20 stays better, hence ``--solver skr``'s k = 20 there
+(:data:`sciml.solver_choice.SKR_GENERAL`)."""
+RCG_K = 4
+"""Recycled CG's deflation vectors (``--solver skr``'s, :data:`sciml.solver_choice.SKR_SPD`,
+says why 4)."""
 LGMRES_INNER, LGMRES_OUTER = 37, 3
 CONTINUATIONS = 3
 """Extra calls of scipy's gcrotmk / lgmres from the returned x when the true residual misses."""
@@ -461,17 +470,17 @@ def make_method(method: str, family: str, spd: bool, rtol: float, strong: str | 
 
     if method in ("skr-sorted", "skr-unsorted"):
         ops = _Operators(tally, strong, spd)
-        space = RecycleSpace(RCG_K if spd else RECYCLE_K)
+        space = RecycleSpace(RCG_K if spd else GCRODR_K)
 
         def solve(system):
             ops.get(system)
             if spd:
                 return recycled_cg_result(ops.A, system.b, rtol=rtol, k=RCG_K, M=ops.M, recycle=space,
                                           maxiter=cap(system.b.size)).x
-            return gcrodr_result(ops.A, system.b, rtol=rtol, m=GCRODR_M, k=RECYCLE_K, M=ops.M,
+            return gcrodr_result(ops.A, system.b, rtol=rtol, m=GCRODR_M, k=GCRODR_K, M=ops.M,
                                  recycle=space, maxiter=cap(system.b.size)).x
 
-        label = f"rcg(k={RCG_K})" if spd else f"gcrodr({GCRODR_M},{RECYCLE_K})"
+        label = f"rcg(k={RCG_K})" if spd else f"gcrodr({GCRODR_M},{GCRODR_K})"
         return MethodRun(label, strong, solve, tally)
 
     raise UnknownNameError(f"unknown method {method!r}; choose from: {', '.join(METHODS)}")

@@ -10,7 +10,7 @@ from sciml.datasets import diffusion_matrix, gaussian_random_field
 from sciml.errors import SciMLError
 from sciml.solvers import cg_result, make_preconditioner
 from sciml.solvers.recycle_space import RecycleSpace, operator_key
-from sciml.solvers.deflated_cg import _Deflation, recycled_cg, recycled_cg_result
+from sciml.solvers.deflated_cg import _change_of_basis, _Deflation, recycled_cg, recycled_cg_result
 
 
 def darcy_matrix(resolution, t, theta=0.1):
@@ -76,8 +76,8 @@ def test_new_right_hand_side_reuses_the_space_without_products():
 
 def test_a_fixed_matrix_and_preconditioner_carry_m_c_instead_of_applying_m_again():
     """With the same A and M object the space carries M C, so the Rayleigh-Ritz step applies
-    M to no extra vector; a new M object for the same matrix costs the k applications again
-    and gives the same iterations."""
+    M to no extra vector; a new M object for the same matrix selects with the stale M C
+    (here equal to the exact one), also without applying M, and gives the same iterations."""
     A = darcy_matrix(20, 0)
     rng = np.random.default_rng(4)
     jacobi = make_preconditioner("jacobi", A)
@@ -100,7 +100,38 @@ def test_a_fixed_matrix_and_preconditioner_carry_m_c_instead_of_applying_m_again
         assert result.converged and other.converged and result.iterations == other.iterations
         np.testing.assert_allclose(result.x, other.x, rtol=1e-8)
     assert carried.preconditioner is M and carried.MC.shape == carried.C.shape
-    assert used == len(applications) - 5  # the last solve: no M (A W) for the carried space
+    assert fresh.preconditioner is None and fresh.MC.shape == fresh.C.shape  # stale: not bound to an M
+    assert used == len(applications)  # neither applies M to A W
+
+
+def test_a_new_matrix_and_preconditioner_select_with_the_stale_m_a_w():
+    """After a change of A and M the Rayleigh-Ritz step uses the previous M A W for its W-block:
+    k fewer applications of M per solve than applying the new M, the deflation stays exact
+    (same true-residual rule), and the iterations stay within one of the exact selection's."""
+    from sciml.solvers import deflated_cg
+
+    spaces = {True: RecycleSpace(k=6), False: RecycleSpace(k=6)}
+    totals = {True: 0, False: 0}
+    b = np.ones(24 * 24)
+    for t in range(5):
+        A = darcy_matrix(24, t, theta=0.05)
+        for stale in (True, False):
+            applications = []
+            jacobi = make_preconditioner("jacobi", A)
+            M = spla.LinearOperator(A.shape, matvec=lambda v: applications.append(1) or jacobi @ v,
+                                    matmat=lambda X: applications.extend([1] * X.shape[1]) or jacobi @ X,
+                                    dtype=float)
+            original = deflated_cg.STALE_SELECTION
+            deflated_cg.STALE_SELECTION = stale
+            try:
+                result = recycled_cg_result(A, b, rtol=1e-9, k=6, M=M, recycle=spaces[stale])
+            finally:
+                deflated_cg.STALE_SELECTION = original
+            assert result.converged and true_residual(A, b, result.x) <= 1e-9 * np.linalg.norm(b)
+            extra = len(applications) - result.iterations  # z_0 and, unless the harvest is full, z_last
+            assert extra - (6 if t and not stale else 0) in (0, 1)
+            totals[stale] += result.iterations
+    assert totals[True] <= totals[False] + 4
 
 
 def test_refuses_a_nonsymmetric_matrix():
@@ -198,3 +229,12 @@ def test_complex_hermitian_system_and_callback():
         assert len(seen) == result.iterations > 0
         np.testing.assert_allclose(seen[-1], result.x)
     assert np.iscomplexobj(space.U) and space.size == 3
+
+
+def test_change_of_basis_follows_u_and_refuses_a_dependent_old_basis():
+    rng = np.random.default_rng(7)
+    U_old, MC_old, T = rng.standard_normal((50, 3)), rng.standard_normal((50, 3)), rng.standard_normal((3, 3))
+    np.testing.assert_allclose(_change_of_basis(U_old, MC_old, U_old @ T, float), MC_old @ T, rtol=1e-10)
+    assert _change_of_basis(U_old, MC_old, U_old, float) is MC_old  # not re-bound: the same basis
+    dependent = np.column_stack([U_old[:, :2], U_old[:, 0] + 1e-12 * U_old[:, 1]])
+    assert _change_of_basis(dependent, MC_old, U_old, float) is None
