@@ -105,7 +105,7 @@ def compute_normalization(trajectories, noise_std: float = 0.0) -> dict:
     >>> t = torch.arange(4.0)[:, None, None]
     >>> x = torch.cat([0.1 * t + torch.rand(1, 5, 1), 0.01 * t**2 + torch.rand(1, 5, 1)], dim=2)
     >>> stats = compute_normalization(x, noise_std=0.001)
-    >>> [round(v, 3) for v in stats["vel_mean"]], [round(v, 3) for v in stats["acc_mean"]]
+    >>> [round(v, 3) + 0.0 for v in stats["vel_mean"]], [round(v, 3) + 0.0 for v in stats["acc_mean"]]
     ([0.1, 0.03], [0.0, 0.02])
     """
     x = torch.as_tensor(trajectories, dtype=torch.float64)
