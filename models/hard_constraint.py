@@ -175,8 +175,15 @@ class HardConstraintLayer(torch.nn.Module):
     points_per_expert : int, optional
         PDE collocation points per expert, drawn once at construction (``seed``) without
         replacement from the block's grid points that are not condition points; default
-        all of them. The reference code draws new points every step; fixing them keeps
-        the layer a deterministic function.
+        all of them. Fixed unless ``resample``.
+    resample : bool
+        In training mode (``module.train()``, hard or soft), draw each expert's
+        ``points_per_expert`` collocation points anew at every forward pass, from the
+        same pool (the block's non-condition points), by the layer's own
+        :class:`torch.Generator` (seeded by ``seed``; one batched draw for all experts,
+        shared by the samples of the batch); in eval mode use the fixed points. The
+        reference code draws new points every step (from all of the block's points,
+        condition points included). Needs ``points_per_expert``.
     mode : {"hard", "soft"}
         ``"soft"`` returns channel 0 of the basis as ``u`` without solving; train it with
         :meth:`soft_residual_loss` in the loss.
@@ -238,7 +245,8 @@ class HardConstraintLayer(torch.nn.Module):
 
     Notes
     -----
-    Departures from the reference code: collocation points are fixed; solver failures
+    Departures from the reference code: collocation points are fixed unless ``resample``
+    (and then drawn from the non-condition points); solver failures
     are recorded per expert instead of their gradients being zeroed; and the condition
     set is an option (the reference gives diffusion-sorption experts the global
     conditions, Navier-Stokes experts their block's share of the initial condition).
@@ -270,7 +278,7 @@ class HardConstraintLayer(torch.nn.Module):
                  damping: float = 1e-3, hessian: str = "exact", initial_weight: float = 0.0,
                  on_failure: str = "report", seed: int = 0, conditions: str = "global",
                  condition_points: int | None = None, allow_free_experts: bool = False,
-                 expert_parallel: bool = False, solve_dtype: str | None = None):
+                 expert_parallel: bool = False, solve_dtype: str | None = None, resample: bool = False):
         super().__init__()
         if not isinstance(constraint, PDEConstraint):
             raise SciMLError(f"constraint must be a PDEConstraint, got {type(constraint).__name__}")
@@ -288,6 +296,9 @@ class HardConstraintLayer(torch.nn.Module):
             positive_int("points_per_expert", points_per_expert)
         if condition_points is not None:
             positive_int("condition_points", condition_points)
+        if resample and points_per_expert is None:
+            raise SciMLError("resample=True draws points_per_expert collocation points per step from each block: "
+                             "set points_per_expert (resampling all of a block's points changes nothing)")
         if not (math.isfinite(ridge) and ridge >= 0 and math.isfinite(condition_weight) and condition_weight > 0):
             raise SciMLError(f"ridge ({ridge}) must be >= 0 and condition_weight ({condition_weight}) > 0")
         self.constraint = constraint
@@ -302,7 +313,7 @@ class HardConstraintLayer(torch.nn.Module):
             seed=int(seed), conditions=choice("conditions", conditions, ("global", "local")),
             condition_points=condition_points, allow_free_experts=bool(allow_free_experts),
             expert_parallel=bool(expert_parallel),
-            solve_dtype=choice("solve_dtype", solve_dtype, (None, *_DTYPES)),
+            solve_dtype=choice("solve_dtype", solve_dtype, (None, *_DTYPES)), resample=bool(resample),
         )
         self._build_points()
         self.record: ConstraintRecord | None = None
@@ -359,6 +370,11 @@ class HardConstraintLayer(torch.nn.Module):
                              f"condition point, so the PDE alone cannot fix their weights: {hint} "
                              f"or pass allow_free_experts=True")
         fallback = int(flat_cond[0]) if len(flat_cond) else 0
+        if cfg["resample"]:
+            pool, in_pool = _pad(per_expert(torch.nonzero(interior).flatten()), 0)
+            self.register_buffer("pde_pool", pool, persistent=False)
+            self.register_buffer("pde_pool_mask", in_pool > 0, persistent=False)
+            self._resample_generator = generator  # continues after the fixed draw: seeded, reproducible
         pde_index, pde_weight = _pad(pde_lists, 0)
         cond_index, cond_weight = _pad(cond_lists, fallback)
         self.register_buffer("owner", owner, persistent=False)
@@ -372,12 +388,27 @@ class HardConstraintLayer(torch.nn.Module):
         return (f"{cfg['constraint']}, n_basis={cfg['n_basis']}, experts={cfg['experts']}, mode={cfg['mode']!r}, "
                 f"points={self.pde_index.shape[1]}+{self.cond_index.shape[1]} per expert")
 
+    def _collocation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This pass's ``(K, P)`` collocation indices and weights: fixed, or (``resample`` in training
+        mode) ``P`` drawn without replacement from each expert's pool, all experts in one draw."""
+        if not (self.config["resample"] and self.training):
+            return self.pde_index, self.pde_weight
+        keys = torch.rand(self.pde_pool.shape, generator=self._resample_generator, dtype=torch.float64)
+        keys = keys.masked_fill(~self.pde_pool_mask.cpu(), math.inf)  # padding slots are never drawn
+        slots = keys.argsort(dim=1)[:, : self.pde_index.shape[1]].sort(dim=1).values
+        index = self.pde_pool.gather(1, slots.to(self.pde_pool.device))
+        return index, torch.ones_like(self.pde_weight)
+
     def _grid_index(self, flat: torch.Tensor) -> torch.Tensor:
         return torch.stack(torch.unravel_index(flat.flatten(), self.constraint.grid_shape), dim=-1)
 
-    def _residual_function(self, derivatives: dict[str, torch.Tensor], data: dict, experts: torch.Tensor):
+    def _residual_function(self, derivatives: dict[str, torch.Tensor], data: dict, experts: torch.Tensor,
+                           collocation: tuple[torch.Tensor, torch.Tensor] | None = None):
         """``residual_fn(w (E, N), *params) -> (E, P + Q)`` and its ``jacobian_fn -> (E, P + Q, N)`` for
         the experts ``experts`` (``E = B * len(experts)``), and their ``params``.
+
+        ``collocation`` is the ``(K, P)`` point indices and weights of :meth:`_collocation`
+        (default the fixed points).
 
         ``derivatives`` maps names to ``(B, N, G)``; the PDE residuals come first, then
         the condition residuals (times ``sqrt(condition_weight)``); padding slots weigh 0.
@@ -385,13 +416,14 @@ class HardConstraintLayer(torch.nn.Module):
         contiguous ``(E, P, N)`` tensor per piece (PDE, conditions) and derivative name.
         """
         constraint = self.constraint
+        collocation = (self.pde_index, self.pde_weight) if collocation is None else collocation
         names = sorted(derivatives)
         batch, n_basis = next(iter(derivatives.values())).shape[:2]
         n_local = len(experts)
         dtype = derivatives[names[0]].dtype
         pieces = []
         for index, weight, scale, residual in (
-                (self.pde_index, self.pde_weight, 1.0, constraint.pde_residual),
+                (*collocation, 1.0, constraint.pde_residual),
                 (self.cond_index, self.cond_weight, self.config["condition_weight"] ** 0.5,
                  constraint.condition_residual)):
             points = index.to(experts.device)[experts]  # buffers follow the input even if the layer was not moved
@@ -498,7 +530,7 @@ class HardConstraintLayer(torch.nn.Module):
         share = range(self.n_experts) if shard is None else shard_experts(self.n_experts, shard[1], shard[0])
         experts = torch.arange(share.start, share.stop, device=b.device)
         derivatives = {k: v.flatten(2) for k, v in self.constraint.derivatives(b).items()}
-        residual_fn, jacobian_fn, params = self._residual_function(derivatives, data, experts)
+        residual_fn, jacobian_fn, params = self._residual_function(derivatives, data, experts, self._collocation())
         w0 = torch.full((batch * len(experts), self.n_basis), cfg["initial_weight"], dtype=b.dtype, device=b.device)
         w, report = implicit_least_squares(residual_fn, w0, params, jacobian=jacobian_fn, hessian=cfg["hessian"],
                                            ridge=cfg["ridge"], max_iterations=cfg["max_iterations"], tol=cfg["tol"],
@@ -529,11 +561,12 @@ class HardConstraintLayer(torch.nn.Module):
         u_cast, data = self._cast(u, data)
         experts = torch.arange(self.n_experts, device=u.device)
         derivatives = {k: v.flatten(1).unsqueeze(1) for k, v in self.constraint.derivatives(u_cast).items()}
-        residual_fn, _, params = self._residual_function(derivatives, data, experts)
+        collocation = self._collocation()
+        residual_fn, _, params = self._residual_function(derivatives, data, experts, collocation)
         ones = torch.ones(u.shape[0] * self.n_experts, 1, dtype=u_cast.dtype, device=u.device)
         r = residual_fn(ones, *params).square().reshape(u.shape[0], self.n_experts, -1)
         n_pde = self.pde_index.shape[1]
-        loss = r[..., :n_pde].sum() / (u.shape[0] * self.pde_weight.sum()) if n_pde else r.new_zeros(())
+        loss = r[..., :n_pde].sum() / (u.shape[0] * collocation[1].sum()) if n_pde else r.new_zeros(())
         if self.cond_index.shape[1]:  # condition residuals already carry condition_weight
             loss = loss + r[..., n_pde:].sum() / (u.shape[0] * self.cond_weight.sum())
         return loss.to(u.dtype)
@@ -551,6 +584,10 @@ class ConstrainedModel(torch.nn.Module):
     base : GridModel
         Must have ``out_channels == layer.n_basis`` and accept the constraint's grid.
     layer : HardConstraintLayer
+    basis_activation : {None, "gelu"}
+        Applied to the base output before the layer: ``"gelu"`` makes the basis
+        functions ``GELU(base(x))``, as the reference code's FNO (``activate_last_layer``);
+        default none (the base output is the basis).
 
     Examples
     --------
@@ -580,7 +617,7 @@ class ConstrainedModel(torch.nn.Module):
     sciml.errors.SciMLError: base model 'fno' outputs 5 channels but the constraint layer expects n_basis = 6 basis functions: set the model's out_channels to 6
     """
 
-    def __init__(self, base: GridModel, layer: HardConstraintLayer):
+    def __init__(self, base: GridModel, layer: HardConstraintLayer, basis_activation: str | None = None):
         super().__init__()
         if not isinstance(base, GridModel) or not isinstance(layer, HardConstraintLayer):
             raise SciMLError(f"ConstrainedModel needs a GridModel and a HardConstraintLayer, got "
@@ -591,7 +628,9 @@ class ConstrainedModel(torch.nn.Module):
                              f"{layer.n_basis}")
         base.check_input(layer.constraint.grid_shape)
         self.base, self.layer = base, layer
-        self.config = {"base": {"name": base.name, **base.config}, "layer": layer.config}
+        self.activation = choice("basis_activation", basis_activation, (None, "gelu"))
+        self.config = {"base": {"name": base.name, **base.config}, "layer": layer.config,
+                       "basis_activation": self.activation}
 
     @property
     def record(self) -> ConstraintRecord | None:
@@ -599,7 +638,10 @@ class ConstrainedModel(torch.nn.Module):
         return self.layer.record
 
     def forward(self, x: torch.Tensor, data: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.layer(self.base(x), data)
+        basis = self.base(x)
+        if self.activation == "gelu":
+            basis = torch.nn.functional.gelu(basis)
+        return self.layer(basis, data)
 
     def soft_residual_loss(self, u: torch.Tensor, data: dict[str, torch.Tensor]) -> torch.Tensor:
         """:meth:`HardConstraintLayer.soft_residual_loss`."""
@@ -607,8 +649,10 @@ class ConstrainedModel(torch.nn.Module):
 
 
 def build_constrained_model(constraint: PDEConstraint, n_basis: int, model: str = "fno", in_channels: int = 1,
-                            model_options: dict | None = None, **layer_options) -> ConstrainedModel:
-    """A registered model with ``n_basis`` outputs on the constraint's grid, plus the layer.
+                            model_options: dict | None = None, basis_activation: str | None = None,
+                            **layer_options) -> ConstrainedModel:
+    """A registered model with ``n_basis`` outputs on the constraint's grid, plus the layer
+    (``basis_activation``: see :class:`ConstrainedModel`).
 
     Examples
     --------
@@ -627,4 +671,4 @@ def build_constrained_model(constraint: PDEConstraint, n_basis: int, model: str 
     """
     options = {"dim": constraint.ndim, **(model_options or {})}
     base = build_model(model, in_channels=in_channels, out_channels=n_basis, **options)
-    return ConstrainedModel(base, HardConstraintLayer(constraint, n_basis, **layer_options))
+    return ConstrainedModel(base, HardConstraintLayer(constraint, n_basis, **layer_options), basis_activation)

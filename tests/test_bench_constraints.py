@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from sciml.bench_constraints import (ACCURACY_COLUMNS, PAPER_POINT_FRACTION, TIMING_COLUMNS, format_table, main,
-                                     physics_loss, plan_settings, points_per_expert, run, summarize)
+from sciml.bench_constraints import (ACCURACY_COLUMNS, PAPER_POINT_FRACTION, TIMING_COLUMNS, _build, format_table,
+                                     main, physics_loss, plan_settings, points_per_expert, run, summarize)
 from sciml.datasets.diffusion_sorption import DiffusionSorptionConstraint, generate_trajectories
 from sciml.errors import SciMLError
 
@@ -99,6 +99,21 @@ def test_points_per_expert_and_plans():
     with pytest.raises(SciMLError, match="multiple of 4"):
         points_per_expert((11, 16), (1, 4), total=42)
     assert plan_settings(paper=True)["n_cells"] == 1024
+
+
+def test_resample_and_gelu_options_reach_the_model():
+    settings = {**TINY, "layer": {"resample": True}, "basis_activation": "gelu"}
+    plan = plan_settings(quick=True, settings=settings)
+    model = _build("moe", plan, DiffusionSorptionConstraint((9, 16), (50.0, 1 / 16)), 0)
+    assert model.config["basis_activation"] == "gelu" and model.layer.config["resample"]
+    assert plan_settings(quick=True)["basis_activation"] is None and not plan_settings()["layer"]["resample"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        (row,) = run(quick=True, settings=settings, isolate=False, device="cpu", tasks=["accuracy"], methods=["moe"])
+    finally:
+        torch.set_num_threads(threads)
+    assert math.isfinite(row["rel_l2"]) and row["steps"] == 2 and 0 <= row["converged"] <= 1
 
 
 @pytest.mark.parametrize("settings, words", [({"train_frames": 11}, "below n_frames"),

@@ -277,3 +277,38 @@ def test_shard_experts_partitions_contiguously():
             assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
     with pytest.raises(SciMLError, match="outside a world"):
         shard_experts(4, 2, 2)
+
+
+def test_resample_draws_fresh_points_in_training_and_fixed_points_in_eval():
+    constraint, basis, exact = heat_problem()
+    layer = layer_for(constraint, basis, experts=(1, 2), points_per_expert=7, seed=3, resample=True)
+    draws = [layer._collocation()[0] for _ in range(3)]
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
+    pool = ~constraint.condition_mask().flatten()
+    for index in draws:  # P distinct non-condition points of each expert's own block
+        assert index.shape == (2, 7) and pool[index].all()
+        assert (expert_of_points((6, 12), (1, 2)).flatten()[index] == torch.arange(2)[:, None]).all()
+        assert all(len(set(row)) == 7 for row in index.tolist())
+    again = layer_for(constraint, basis, experts=(1, 2), points_per_expert=7, seed=3, resample=True)
+    assert torch.equal(again._collocation()[0], draws[0])  # seeded
+    torch.testing.assert_close(layer(basis, {"u": exact[:1]}), exact[:1], rtol=0, atol=1e-8)
+    layer.eval()
+    assert torch.equal(layer._collocation()[0], layer.pde_index) and torch.equal(layer._collocation()[0],
+                                                                                  layer._collocation()[0])
+    with pytest.raises(SciMLError, match="set points_per_expert"):
+        layer_for(constraint, basis, resample=True)
+
+
+def test_gelu_basis_activation():
+    constraint, _, exact = heat_problem((8, 8))
+    torch.manual_seed(0)
+    model = build_constrained_model(constraint, n_basis=5, model_options={"n_modes": 4, "width": 8, "n_layers": 1},
+                                    experts=(1, 2), ridge=1e-6, basis_activation="gelu")
+    x = torch.randn(1, 1, 8, 8)
+    assert model.config["basis_activation"] == "gelu"
+    expected = model.layer(torch.nn.functional.gelu(model.base(x)), {"u": exact[:1].float()})
+    torch.testing.assert_close(model(x, {"u": exact[:1].float()}), expected)
+    plain = ConstrainedModel(model.base, model.layer)
+    assert not torch.allclose(plain(x, {"u": exact[:1].float()}), expected)
+    with pytest.raises(SciMLError, match="basis_activation"):
+        ConstrainedModel(model.base, model.layer, basis_activation="relu")
