@@ -62,9 +62,11 @@ class DCDMNet(GridModel, name="dcdm-net"):
     global; the paper's one level reaches about 25 cells, so a net trained at 64^2
     takes more iterations the larger the grid. With shared levels the receptive field
     always spans the grid, and a net trained at 64^2 applies the same level map on
-    every level of a 512^2 grid. Measured (energy loss, 1,500 steps at 64^2): 68, 123
-    and 591 DCDM iterations at 64^2, 128^2 and 256^2 -- the learned level map does not
-    yet compose beyond the depth it was trained at.
+    every level of a 512^2 grid. Measured (energy loss, 1,500 steps at 64^2): 68, 123,
+    591 and 1,248 DCDM iterations at 64^2, 128^2, 256^2 and 512^2 -- the learned level
+    map does not yet compose beyond the depth it was trained at, and training further
+    on a mix of grid sizes (several depths) did not change that (see
+    :mod:`sciml.dcdm_training`, "Several operators").
 
     Input channels: ``in_channels=1`` is the residual alone, as in the paper;
     ``in_channels=2`` (the default here, a departure) adds the fluid mask as a second

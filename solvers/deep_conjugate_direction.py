@@ -27,6 +27,8 @@ never grows. Where this implementation departs from the paper, and why:
   a heuristic: the line search minimises the A-norm of the error, not ``||r||``, so it
   also fires after good steps (plain CG has a non-decreasing ``||r||`` in about a fifth
   of its steps); a well-trained net rarely triggers it, a poor one is carried by it.
+  Measured at 128^2 with the bench's 64^2 energy-loss net: 123 iterations with the
+  rule (25 CG steps); without it, not converged after 3,000.
 - **Refusals.** A matrix that is not symmetric, has a non-positive diagonal, or shows
   ``p^T A p < 0`` is refused with a one-line :class:`~sciml.errors.SciMLError`, as is a
   grid that does not match the network's dimension.

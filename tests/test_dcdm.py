@@ -248,3 +248,14 @@ def test_energy_loss_gives_far_better_directions_than_the_residual_loss(trained,
     with_energy = dcdm_result(A, b, model=energy.model, rtol=1e-6)
     with_residual = dcdm_result(A, b, model=trained.model, rtol=1e-6)
     assert with_energy.converged and with_energy.iterations < 0.5 * with_residual.iterations
+
+
+def test_multi_size_training_systems_interleave_the_sizes(one_torch_thread):
+    one, two = obstacle_training_systems(8, n_layouts=2, seed=3), obstacle_training_systems([8, 4], n_layouts=2, seed=3)
+    assert [A.shape[0] for A in two] == [64, 16, 64, 16]
+    assert all((A != B).nnz == 0 for A, B in zip(one, two[::2]))  # one size: the same layouts either way
+    run = train_dcdm(two, model=DCDMNet(dim=2, levels=0, coarsest=2), steps=4, batch_size=2, n_ritz=8,
+                     loss="energy", low_fraction=0.0)
+    assert run.settings["grid_shapes"] == [[8, 8], [4, 4], [8, 8], [4, 4]]
+    with pytest.raises(SciMLError, match="at least one resolution"):
+        obstacle_training_systems([])
