@@ -5,11 +5,9 @@ What is compared
     (:class:`sciml.datasets.obstacle_poisson.ObstaclePoisson`, Neumann walls, one open
     face), in 2-D and 3-D: DCDM (:func:`sciml.solvers.deep_conjugate_direction.dcdm_result`, two stored
     directions as in Kaneda et al., ICML 2023) against CG, incomplete-factorisation PCG
-    (``ilu`` in SuperLU's symmetric mode, the IC stand-in scipy offers; at its default
-    drop tolerance and fill it is close to a full factorisation, 24 iterations at
-    512^2, where IC(0) in the natural ordering -- the paper's comparator, measured
-    outside this bench -- takes 101 / 204 / 401 / 847 at 64^2 / 128^2 / 256^2 / 512^2
-    and SuperLU with ``fill_factor=1`` does not converge), smoothed-
+    in two strengths: IC(0) (``ic0``, no fill, the paper's comparator) and threshold ILU
+    (``ilu``, SuperLU's symmetric mode at scipy's default drop tolerance and fill, close to
+    a full factorisation: 24 iterations at 512^2 where IC(0) takes 847), smoothed-
     aggregation AMG-PCG (pyamg), deflated PCG seeded with ``k`` Ritz vectors of ``A``
     (:func:`sciml.solvers.deflated_cg.recycled_cg_result`; the vectors from
     :func:`scipy.sparse.linalg.eigsh`, their cost in ``setup_seconds``), and the DCDM
@@ -24,7 +22,7 @@ How
     ``iterations`` are the methods' own (DCDM: directions taken; fgmres: inner
     iterations; gcrotmk: products with ``A``, one per inner iteration), ``matvecs`` the
     products with ``A``; ``seconds`` is the solve, ``setup_seconds`` what was built for
-    it (ILU/AMG hierarchy, Ritz vectors), ``network_seconds`` the part of ``seconds``
+    it (IC(0)/ILU factors, AMG hierarchy, Ritz vectors), ``network_seconds`` the part of ``seconds``
     spent in the network. The network is trained once per dimension at ``train_size``
     (:func:`sciml.dcdm_training.train_dcdm`, Ritz right-hand sides, no solutions) or
     loaded from ``--cache``; sizes above the training size test its resolution
@@ -133,7 +131,7 @@ def compare(A, b, net: DCDMNet, max_matvecs: int = 5000) -> list[dict]:
     """
     maxiter = max_matvecs
     rows = [_ours("cg", cg_result(A, b, rtol=RTOL, maxiter=maxiter), 0.0)]
-    for name, label in (("ilu", "ilu-pcg"), ("amg", "amg-pcg")):
+    for name, label in (("ic0", "ic0-pcg"), ("ilu", "ilu-pcg"), ("amg", "amg-pcg")):
         started = time.perf_counter()
         M = make_preconditioner(name, A)
         rows.append(_ours(label, cg_result(A, b, rtol=RTOL, maxiter=maxiter, M=M), time.perf_counter() - started))

@@ -213,7 +213,7 @@ def test_bad_inputs_raise_one_line_errors(spd):
 
 def test_bad_names_and_options_fail_at_construction():
     assert "cg, direct, gcrodr, gmres, rcg" in one_line_error(UnknownNameError, LinearSolver, "bicgstab")
-    assert "amg, ilu, jacobi, none" in one_line_error(UnknownNameError, LinearSolver, "cg", "ssor")
+    assert "amg, ic0, ilu, jacobi, none" in one_line_error(UnknownNameError, LinearSolver, "cg", "ssor")
     assert "restart" in one_line_error(SciMLError, LinearSolver, "cg", restart=10)
     assert "fill_factor" in one_line_error(SciMLError, LinearSolver, "cg", ("ilu", {"fill": 2}))
     assert "max_coarse" in one_line_error(SciMLError, LinearSolver, "cg", {"name": "amg", "x": 1})
@@ -243,3 +243,30 @@ def test_quick_benchmark_suite_runs_and_every_row_meets_the_rule(tmp_path):
     assert len(rows) == 2 * 7
     assert json.loads((tmp_path / "bench_solvers.json").read_text())["rows"] == rows
     assert "pyamg.solve(accel='cg')" in format_table(rows)
+
+
+def test_ic0_is_incomplete_cholesky_without_fill_on_a_3d_stencil():
+    T = sp.diags_array([-1.0, 2.0, -1.0], offsets=[-1, 0, 1], shape=(6, 6))
+    eye = sp.eye_array(6)
+    A = sp.csr_array(sp.kron(sp.kron(T, eye), eye) + sp.kron(sp.kron(eye, T), eye) + sp.kron(sp.kron(eye, eye), T))
+    M = make_preconditioner("ic0", A)
+    # M^-1 is the inverse of (D + L) D^-1 (D + L^T) with L = tril(A, -1) and the recurrence's D
+    lower = sp.tril(A, -1, format="csr")
+    d = np.empty(A.shape[0])
+    for i in range(A.shape[0]):
+        row = slice(lower.indptr[i], lower.indptr[i + 1])
+        d[i] = A[i, i] - np.sum(lower.data[row] ** 2 / d[lower.indices[row]])
+    factor = lower + sp.diags_array(d)
+    x = np.random.default_rng(0).standard_normal(A.shape[0])
+    assert np.allclose(M @ (factor @ ((factor.T @ x) / d)), x, rtol=1e-12, atol=1e-12)
+    b = np.random.default_rng(1).standard_normal(A.shape[0])
+    assert cg_result(A, b, rtol=RTOL, M=M).iterations < cg_result(A, b, rtol=RTOL).iterations
+
+
+def test_ic0_refuses_a_pattern_that_needs_fill_and_a_non_positive_pivot():
+    nine_point = sp.csr_array(laplacian(4) + sp.diags_array([-0.1], offsets=[5], shape=(16, 16))
+                              + sp.diags_array([-0.1], offsets=[-5], shape=(16, 16)))
+    with pytest.raises(SciMLError, match="fill-in"):
+        make_preconditioner("ic0", nine_point)
+    with pytest.raises(SciMLError, match="pivot"):
+        make_preconditioner("ic0", np.array([[1.0, 2.0], [2.0, 1.0]]))
