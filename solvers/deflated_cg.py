@@ -37,7 +37,7 @@ smallest ``theta`` become the new ``W``. ``A P`` is the recurrence's own product
 so the step costs no application of ``A``. Its ``W``-block ``(A W)^H M (A W)`` comes
 from the ``M C`` the space carries (:attr:`RecycleSpace.MC`): exact when ``A`` and ``M``
 are those of the previous solve; after a change of either it is the previous solve's
-``M_old A_old W`` (``STALE_SELECTION``), carried through the rebinding's change of
+``M_old A_old W`` (``stale_selection=True``, the default), carried through the rebinding's change of
 basis by a ``k x k`` least-squares fit. Applying the new ``M`` to ``A W`` instead would
 cost ``k`` applications of ``M`` per solve: with ``k = 10`` as many as the iterations on
 AMG-preconditioned Darcy (8 a system at 100^2). As with GCRO-DR's carried preimage
@@ -111,11 +111,6 @@ POSITIVITY_TOLERANCE = 1e-12
 HARVEST_FACTOR = 4
 """The Rayleigh-Ritz step keeps the first ``HARVEST_FACTOR * k`` search directions of a solve."""
 
-STALE_SELECTION = True
-"""After a change of ``A`` or ``M``, the Rayleigh-Ritz step uses the previous solve's ``M A W``
-for its ``W``-block instead of applying the new ``M`` to ``A W`` (module docstring)."""
-
-
 def check_hermitian(A) -> None:
     """Refuse a sparse or dense ``A`` that is not symmetric (Hermitian), in one line.
 
@@ -169,7 +164,7 @@ class _Deflation:
         (the same preconditioner object). Otherwise ``carried = (U_old, MC_old)``, the
         space's ``U`` and ``MC`` before it was re-bound to this ``A``, gives the stale
         ``M_old A_old W`` (``U = U_old T`` with ``T`` by least squares, an ``n k^2`` cost
-        in place of ``k`` applications of ``M``); see :data:`STALE_SELECTION`.
+        in place of ``k`` applications of ``M``); None: apply the new ``M`` later.
         """
         if space.is_empty:
             return cls.empty(n, dtype), 0
@@ -185,7 +180,7 @@ class _Deflation:
         if M_given is not None and space.MC is not None and space.preconditioner is M_given:
             return cls(U @ scale, C @ scale, space.MC.astype(dtype, copy=False) @ scale), dropped
         stale = None
-        if STALE_SELECTION and M_given is not None and carried is not None and carried[1] is not None:
+        if M_given is not None and carried is not None and carried[1] is not None:
             stale = _change_of_basis(*carried, U, dtype)
             stale = None if stale is None else stale @ scale
         return cls(U @ scale, C @ scale, stale, stale=True), dropped
@@ -356,7 +351,7 @@ def _rayleigh_ritz(space: RecycleSpace, harvest: _Harvest, k: int, key: str, M_g
 
 
 def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None, M=None,
-                       callback=None, recycle: RecycleSpace | None = None) -> SolveResult:
+                       callback=None, recycle: RecycleSpace | None = None, stale_selection: bool = True) -> SolveResult:
     """Solve SPD ``A x = b`` by deflated PCG, recycling ``k`` approximate eigenvectors; a :class:`SolveResult`.
 
     The method of the module docstring: Saad et al.'s deflated CG (2000) with a
@@ -397,6 +392,10 @@ def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None
         the same ``A`` and ``M`` object, else the previous solve's, for selection only);
         it applies ``M`` to ``size`` vectors (not counted: ``matvecs`` counts ``A`` only)
         only when the space carries none (filled without ``M``).
+    stale_selection : bool
+        After a change of ``A`` or ``M``, choose the next directions with the previous
+        solve's ``M C`` (default) instead of applying the new ``M`` to ``size`` vectors
+        (module docstring); the solution and the stopping rule are the same either way.
 
     Returns
     -------
@@ -456,7 +455,8 @@ def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None
         key = operator_key(matrix)
         carried = (recycle.U, recycle.MC)  # rebinding forgets MC: keep it for selection
         system.operator.count += recycle.bind(matrix, key)
-        deflation, dropped = _Deflation.from_space(recycle, system.n, system.dtype, M_given, carried)
+        deflation, dropped = _Deflation.from_space(recycle, system.n, system.dtype, M_given,
+                                                   carried if stale_selection else None)
         recycle.dropped += dropped
     harvest = _Harvest(deflation, HARVEST_FACTOR * int(k) if recycle is not None else 0, M)
     result = solve_by_corrections(

@@ -108,8 +108,6 @@ def test_a_new_matrix_and_preconditioner_select_with_the_stale_m_a_w():
     """After a change of A and M the Rayleigh-Ritz step uses the previous M A W for its W-block:
     k fewer applications of M per solve than applying the new M, the deflation stays exact
     (same true-residual rule), and the iterations stay within one of the exact selection's."""
-    from sciml.solvers import deflated_cg
-
     spaces = {True: RecycleSpace(k=6), False: RecycleSpace(k=6)}
     totals = {True: 0, False: 0}
     b = np.ones(24 * 24)
@@ -121,12 +119,7 @@ def test_a_new_matrix_and_preconditioner_select_with_the_stale_m_a_w():
             M = spla.LinearOperator(A.shape, matvec=lambda v: applications.append(1) or jacobi @ v,
                                     matmat=lambda X: applications.extend([1] * X.shape[1]) or jacobi @ X,
                                     dtype=float)
-            original = deflated_cg.STALE_SELECTION
-            deflated_cg.STALE_SELECTION = stale
-            try:
-                result = recycled_cg_result(A, b, rtol=1e-9, k=6, M=M, recycle=spaces[stale])
-            finally:
-                deflated_cg.STALE_SELECTION = original
+            result = recycled_cg_result(A, b, rtol=1e-9, k=6, M=M, recycle=spaces[stale], stale_selection=stale)
             assert result.converged and true_residual(A, b, result.x) <= 1e-9 * np.linalg.norm(b)
             extra = len(applications) - result.iterations  # z_0 and, unless the harvest is full, z_last
             assert extra - (6 if t and not stale else 0) in (0, 1)
