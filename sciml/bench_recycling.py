@@ -580,15 +580,6 @@ class MethodProgress:
         }
 
 
-def run_method(run: MethodRun, systems: list[System], order: list[int], rtol: float, budget: float,
-               reference: dict[int, tuple[np.ndarray, str]], extra_seconds: float = 0.0) -> dict:
-    """Solve ``systems`` in ``order`` with ``run`` until done or out of ``budget`` seconds; one row's figures."""
-    progress = MethodProgress(run, systems, order, rtol, budget, reference, extra_seconds)
-    while not progress.finished:
-        progress.step()
-    return progress.figures()
-
-
 def run_interleaved(progresses: list[MethodProgress]) -> None:
     """Let the methods take turns, one system each, until every one has finished.
 

@@ -330,8 +330,7 @@ class _Cycles:
             T[:, :kc] = (W[:, : kc + done + 1].conj().T @ (U if self.Y is None else self.Y)) * scale
         P = _harmonic_ritz(G, T, min(self.k, kc + done), self.real)
         if P is None or P.shape[1] == 0:
-            self.U = self.C = self.Y = None  # a degenerate cycle: continue as plain GMRES(m)
-            self.changed = True
+            self._drop()
             return
         P = P.astype(W.dtype, copy=False)
         # C = W_{m+1} G P = W_{m+1} Q R, so C <- W_{m+1} Q and U <- [U D_k, Z_m] P R^{-1}
@@ -339,20 +338,26 @@ class _Cycles:
         diagonal = np.abs(np.diag(R))
         keep = int(np.count_nonzero(diagonal > RITZ_DEPENDENCE * diagonal[0])) if diagonal[0] > 0 else 0
         if keep == 0:
-            self.U = self.C = self.Y = None
-            self.changed = True
+            self._drop()
             return
         P = sla.solve_triangular(R[:keep, :keep], P[:, pivots[:keep]].T, trans="T", lower=False).T
-        directions = self._directions(done) @ P[kc:]
-        if kc:
-            directions += U @ (scale[:, None] * P[:kc])
-        if self.M is not None:  # the preimage follows: [Y D_k, V_m] P R^{-1}
-            preimage = W[:, kc:kc + done] @ P[kc:]
+
+        def recombine(new: np.ndarray, old: np.ndarray | None) -> np.ndarray:
+            """``[old D_k, new] P``: the cycle's block and the previous directions, recombined."""
+            out = new @ P[kc:]
             if kc:
-                preimage += self.Y @ (scale[:, None] * P[:kc])
-            self.Y = preimage
-        self.U = directions
+                out += old @ (scale[:, None] * P[:kc])
+            return out
+
+        if self.M is not None:  # the preimage follows: [Y D_k, V_m] P R^{-1}
+            self.Y = recombine(W[:, kc:kc + done], self.Y)
+        self.U = recombine(self._directions(done), U)
         self.C = W[:, : kc + done + 1] @ Q[:, :keep]
+        self.changed = True
+
+    def _drop(self) -> None:
+        """A degenerate cycle: forget the space and continue as plain GMRES(m)."""
+        self.U = self.C = self.Y = None
         self.changed = True
 
     def finish(self) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sciml.bench_recycling import (COLUMNS, MethodProgress, MethodRun, Tally, assemble_systems, build_problem,
-                                   format_table, main, run, run_interleaved, run_method)
+                                   format_table, main, run, run_interleaved)
 from sciml.errors import SciMLError
 
 
@@ -60,7 +60,9 @@ def test_an_unconverged_answer_is_judged_by_the_true_residual_and_reported():
     assert systems[1].A is systems[0].A  # fixed operator: one matrix object for every system
     lazy = MethodRun("returns b", "none", lambda system: system.b.copy(), Tally())
     reference = {0: (np.zeros_like(systems[0].b), "direct")}
-    figures = run_method(lazy, systems, [0, 1], 1e-6, budget=10.0, reference=reference)
+    progress = MethodProgress(lazy, systems, [0, 1], 1e-6, budget=10.0, reference=reference)
+    run_interleaved([progress])
+    figures = progress.figures()
     assert figures["systems"] == 2 and figures["converged"] == 0
     assert figures["max_residual"] > 1 and figures["max_dx"] is None and figures["agree"] is None
     assert figures["note"] == "2 of 2 systems did not converge"
