@@ -23,46 +23,60 @@ projected start above, which DEF2 needs. Here ``W`` is kept with ``W^H A W = I``
 or ``M``.
 
 At the end of a solve ``W`` is updated by a Rayleigh-Ritz step on ``Z = [W, P]``,
-where ``P`` holds the first ``4 k`` search directions of the solve (``HARVEST_FACTOR``;
-with a preconditioner, not the one that converged, whose ``M A p`` would cost one more
-application of ``M``; Saad et al.'s def-CG(k, l) projects onto the same kind of space
-``span[W, P_l]``):
+where ``P`` holds the first ``4 k`` search directions of the solve's first correction
+(``HARVEST_FACTOR``; with a preconditioner, not the one that converged, whose
+``M A p`` would cost one more application of ``M``; Saad et al.'s def-CG(k, l)
+projects onto the same kind of space ``span[W, P_l]``):
 ``G y = theta F y`` with ``F = Z^H A Z`` and ``G = (A Z)^H M (A Z)``, the Rayleigh-Ritz
 projection of ``M A`` in the A-inner product (for ``M = I`` the pencil
 ``(Z^T A^2 Z, Z^T A Z)``). The A-inner product is chosen because ``M A`` is
 self-adjoint in it and it needs no ``M^-1``, which an AMG cycle does not provide (the
 ``M^-1``-inner product of eigCG would need ``W^H M^-1 W``). The ``k`` Ritz vectors of
-smallest ``theta`` become the new ``W``. ``A P`` is the recurrence's own product and
-``M A p_j = (z_j - z_{j+1}) / alpha_j`` follows from ``r_{j+1} = r_j - alpha_j A p_j``,
-so the step costs no application of ``A``. Its ``W``-block ``(A W)^H M (A W)`` comes
-from the ``M C`` the space carries (:attr:`RecycleSpace.MC`): exact when ``A`` and ``M``
-are those of the previous solve; after a change of either it is the previous solve's
-``M_old A_old W`` (``stale_selection=True``, the default), carried through the rebinding's change of
-basis by a ``k x k`` least-squares fit. Applying the new ``M`` to ``A W`` instead would
-cost ``k`` applications of ``M`` per solve: with ``k = 10`` as many as the iterations on
-AMG-preconditioned Darcy (8 a system at 100^2). As with GCRO-DR's carried preimage
-(:mod:`sciml.solvers.gcro_dr`), the stale block only *chooses* the next directions: the
-deflation (``W``, ``A W`` with this ``A``), the iterates, the stopping rule and the
-cross block ``(A W)^H M A P`` stay exact. Measured on 20 sorted log-normal Darcy
-systems at 100^2 with a new SA-AMG per system (k = 10): the same iterations (8.1 a
-system), 9.1 instead of 18.4 applications of ``M``, 0.78x the time (setup included).
-Keeping the first directions beat keeping the last ones on
+smallest ``theta`` become the new ``W``. As in def-CG, ``F`` and ``G`` come from what
+the iteration already has: ``W^H A W = I`` and ``W^H A P = 0`` (the deflation),
+``P^H A P = diag(rho_j / alpha_j)`` (conjugacy), and since ``A p_j = (r_j - r_{j+1}) /
+alpha_j``, ``M A p_j = (z_j - z_{j+1}) / alpha_j`` and ``r_i^H z_j = rho_j delta_ij``,
+``(A P)^H M A P`` is tridiagonal in the ``rho_j`` and ``alpha_j``; ``(A W)^H M A p_j =
+(mu_j - mu_{j+1}) / alpha_j`` from the ``mu_j`` the deflation computes. Only
+``(A W)^H M A W`` is a product of ``n``-vectors (``k x n x k``), and the new ``U = Z Y``,
+``C = A Z Y``, ``M C`` are three ``n x c x k`` products with the blocks the solve kept
+(``A P`` is the recurrence's own product, ``M A p_j`` the difference above): the step
+costs no application of ``A`` or ``M``. The blocks live in the space's scratch
+(:meth:`RecycleSpace.scratch`), so a sequence of solves reuses their memory.
+
+The ``W``-block ``(A W)^H M (A W)`` comes from the ``M C`` the space carries
+(:attr:`RecycleSpace.MC`, in ``U``'s basis, which the space keeps): exact when ``A`` and
+``M`` are those of the previous solve; after a change of either it is the previous
+solve's ``M_old A_old W`` (``stale_selection=True``, the default). Applying the new
+``M`` to ``A W`` instead would cost ``k`` applications of ``M`` per solve: with ``k =
+10`` as many as the iterations on AMG-preconditioned Darcy (8 a system at 100^2). As
+with GCRO-DR's carried preimage (:mod:`sciml.solvers.gcro_dr`), the stale block only
+*chooses* the next directions: the deflation (``W``, ``A W`` with this ``A``), the
+iterates, the stopping rule and the cross block ``(A W)^H M A P`` stay exact. Measured
+on 20 sorted log-normal Darcy systems at 100^2 with a new SA-AMG per system (k = 10):
+the same iterations (8.1 a system), 9.1 instead of 18.4 applications of ``M``, 0.78x
+the time (setup included). Keeping the first directions beat keeping the last ones on
 log-normal Darcy sequences, and ``4 k`` beat ``k`` and ``2 k``.
 
-Departures from the references: (i) ``F`` and ``G`` are formed by explicit block
-products instead of the recurrence formulas that assume exact A-conjugacy, so the
-update stays a true Rayleigh-Ritz step when rounding erodes conjugacy; (ii) the
-space lives in a caller-held :class:`~sciml.solvers.recycle_space.RecycleSpace`
-(``U = W``, ``C = A U`` orthonormal) and is re-bound with one block product of ``A``
-when the matrix changes; ``W^H A W = U^H C`` is then re-diagonalised, and directions
-whose eigenvalue falls below ``POSITIVITY_TOLERANCE`` times the largest are dropped;
-(iii) the solve stops on the true residual (:mod:`sciml.solvers.stopping`), restarting
-the deflated iteration from the true residual if the recursive one claimed convergence
-too early; (iv) after a change of ``A`` or ``M`` the update is a Rayleigh-Ritz step of
-the new ``M A`` except for its ``W``-block, which is the previous operator's (above).
-eigCG (Stathopoulos & Orginos, SIAM J. Sci. Comput. 32(1), 2010) would instead refine
-the eigenvectors within a solve by a restarted window, at a cost of ``O(k)`` extra dot
-products per iteration; not done here.
+Departures from the references: (i) the space lives in a caller-held
+:class:`~sciml.solvers.recycle_space.RecycleSpace` (``U``, ``C = A U`` orthonormal, ``M
+C``); when the matrix changes, ``A U`` is one block product of ``A`` and ``W^H A W = U^H
+A U`` is diagonalised (directions whose eigenvalue falls below
+``POSITIVITY_TOLERANCE`` times the largest are dropped), with no QR of an ``n x k``
+block: the Rayleigh-Ritz step stores the new ``U`` with ``C`` made orthonormal through
+its ``k x k`` Gram matrix; (ii) the solve stops on the true residual
+(:mod:`sciml.solvers.stopping`), restarting the deflated iteration from the true
+residual if the recursive one claimed convergence too early; the directions of such a
+restart are not harvested (they are not conjugate to the first ones); (iii) after a
+change of ``A`` or ``M`` the update is a Rayleigh-Ritz step of the new ``M A`` except
+for its ``W``-block, which is the previous operator's (above). Forming ``F`` and ``G``
+by explicit block products, which stays a true Rayleigh-Ritz step when rounding erodes
+conjugacy, gave the same iterations on the bench's sorted Darcy and Poisson sequences
+at 100^2 (AMG, and Darcy without a preconditioner: within one of 400), Ritz spaces
+within principal angles of 1e-6, and cost 2-4% more time there. eigCG (Stathopoulos &
+Orginos, SIAM J. Sci. Comput. 32(1), 2010) would instead refine the eigenvectors
+within a solve by a restarted window, at a cost of ``O(k)`` extra dot products per
+iteration; not done here.
 
 Examples
 --------
@@ -135,92 +149,86 @@ def check_hermitian(A) -> None:
 class _Deflation:
     """The deflation basis ``W`` with ``A W``, ``W^H A W = I`` and, when the space carried it, ``M A W``.
 
-    ``stale`` marks ``M A W`` as the previous solve's ``M_old A_old W``: the Rayleigh-Ritz
-    step may use it to choose directions, never as the product with this solve's ``M``.
+    They are the first :attr:`size` columns of three column-major blocks ``n x (size +
+    spare)`` (:attr:`blocks`); a :class:`_Harvest` fills the spare columns, so that the
+    Rayleigh-Ritz step reads ``[W, P]`` without stacking copies. ``stale`` marks ``M A W``
+    as the previous solve's ``M_old A_old W``: the Rayleigh-Ritz step may use it to choose
+    directions, never as the product with this solve's ``M``.
     """
 
-    def __init__(self, W: np.ndarray, AW: np.ndarray, MAW: np.ndarray | None = None, stale: bool = False):
-        self.W = W
-        self.AW = AW
-        self.MAW = MAW
-        self.stale = stale and MAW is not None
-        self.W_H = np.ascontiguousarray(W.conj().T)
-        self.AW_H = np.ascontiguousarray(AW.conj().T)
+    def __init__(self, blocks: tuple[np.ndarray, np.ndarray, np.ndarray], size: int,
+                 has_MAW: bool = False, stale: bool = False):
+        self.blocks = blocks
+        self.W, self.AW, MAW = (block[:, :size] for block in blocks)
+        self.MAW = MAW if has_MAW else None
+        self.stale = stale and has_MAW
+        self.W_H = self.W.conj().T  # views for a real W (column-major: row-major k x n)
+        self.AW_H = self.AW.conj().T
 
     @property
     def size(self) -> int:
         return self.W.shape[1]
 
     @classmethod
-    def empty(cls, n: int, dtype) -> "_Deflation":
-        return cls(np.zeros((n, 0), dtype=dtype), np.zeros((n, 0), dtype=dtype))
+    def empty(cls, n: int, dtype, blocks: tuple | None = None) -> "_Deflation":
+        return cls(blocks or tuple(np.empty((n, 0), dtype=dtype) for _ in range(3)), 0)
 
     @classmethod
-    def from_space(cls, space: RecycleSpace, n: int, dtype, M_given=None,
-                   carried: tuple | None = None) -> tuple["_Deflation", int]:
-        """``W = U V Lambda^-1/2`` from ``U^H C = V Lambda V^H``; returns it and the directions dropped.
+    def from_space(cls, space: RecycleSpace, n: int, dtype, A=None, key=None, M_given=None,
+                   stale_selection: bool = True, spare: int = 0) -> tuple["_Deflation", int, int]:
+        """``W = U V Lambda^-1/2`` from ``U^H A U = V Lambda V^H``; returns it, the directions
+        dropped and the products of ``A`` spent.
 
-        ``M A W`` comes from the space's ``MC`` when that was stored for ``M_given``
-        (the same preconditioner object). Otherwise ``carried = (U_old, MC_old)``, the
-        space's ``U`` and ``MC`` before it was re-bound to this ``A``, gives the stale
-        ``M_old A_old W`` (``U = U_old T`` with ``T`` by least squares, an ``n k^2`` cost
-        in place of ``k`` applications of ``M``); None: apply the new ``M`` later.
+        ``A U`` is the space's ``C`` when ``key`` is the space's; otherwise it is one block
+        product with ``A`` (the space itself is not re-bound: the Rayleigh-Ritz step stores
+        a new ``U`` and ``C`` for this ``A``). ``M A W`` comes from the space's ``MC``, which
+        is in ``U``'s basis: exact when it was stored for this ``A`` and the preconditioner
+        object ``M_given``, else (``stale_selection``) the previous ``M_old A_old U``; None:
+        apply the new ``M`` later. The blocks (:meth:`RecycleSpace.scratch`) get ``spare``
+        more columns.
         """
         if space.is_empty:
-            return cls.empty(n, dtype), 0
+            return cls.empty(n, dtype, space.scratch(n, dtype, spare)), 0, 0
         U = space.U.astype(dtype, copy=False)
-        C = space.C.astype(dtype, copy=False)
-        E = U.conj().T @ C
-        values, vectors = sla.eigh((E + E.conj().T) / 2)
+        products = 0
+        if key is not None and key == space.key:
+            AU = space.C.astype(dtype, copy=False)
+        else:
+            AU = np.asarray(A @ U) if not isinstance(A, LinearOperator) else A.matmat(U)
+            products = U.shape[1]
+        E = U.conj().T @ AU
+        if not np.isfinite(E).all():  # A is not finite on U: solve without deflation (the kernel reports it)
+            return cls.empty(n, dtype, space.scratch(n, dtype, spare)), U.shape[1], products
+        values, vectors = np.linalg.eigh((E + E.conj().T) / 2)
         keep = values > POSITIVITY_TOLERANCE * max(values[-1], 0.0)
         if values[-1] <= 0.0 or not keep.any():
-            return cls.empty(n, dtype), U.shape[1]
+            return cls.empty(n, dtype, space.scratch(n, dtype, spare)), U.shape[1], products
         scale = vectors[:, keep] / np.sqrt(values[keep])
-        dropped = U.shape[1] - int(keep.sum())
-        if M_given is not None and space.MC is not None and space.preconditioner is M_given:
-            return cls(U @ scale, C @ scale, space.MC.astype(dtype, copy=False) @ scale), dropped
-        stale = None
-        if M_given is not None and carried is not None and carried[1] is not None:
-            stale = _change_of_basis(*carried, U, dtype)
-            stale = None if stale is None else stale @ scale
-        return cls(U @ scale, C @ scale, stale, stale=True), dropped
-
-
-def _change_of_basis(U_old: np.ndarray, MC_old: np.ndarray, U: np.ndarray, dtype) -> np.ndarray | None:
-    """``MC_old T`` with ``U = U_old T`` (``T`` by the normal equations: ``U_old^H U_old`` and
-    ``U_old^H U``, two ``k x n x k`` products); None when ``U_old`` is too ill-conditioned
-    for them (a Cholesky diagonal ratio below ``sqrt(eps)``)."""
-    if U_old is U:  # not re-bound (a new M for the same A): the basis is the same
-        return MC_old.astype(dtype, copy=False)
-    U_old_H = U_old.astype(dtype, copy=False).conj().T
-    gram = U_old_H @ U_old
-    try:
-        factor = sla.cho_factor((gram + gram.conj().T) / 2)
-    except np.linalg.LinAlgError:
-        return None
-    diagonal = np.abs(np.diag(factor[0]))
-    if diagonal.min() <= np.sqrt(np.finfo(float).eps) * diagonal.max():
-        return None
-    T = sla.cho_solve(factor, U_old_H @ U)
-    stale = MC_old.astype(dtype, copy=False) @ T
-    return stale if np.isfinite(stale).all() else None
+        size = scale.shape[1]
+        exact = (M_given is not None and space.MC is not None and space.preconditioner is M_given
+                 and products == 0)
+        stale = not exact and stale_selection and M_given is not None and space.MC is not None
+        blocks = space.scratch(n, dtype, size + spare)
+        for block, basis in zip(blocks, (U, AU, space.MC if exact or stale else None)):
+            if basis is not None:
+                np.matmul(basis.astype(dtype, copy=False), scale, out=block[:, :size])
+        return cls(blocks, size, has_MAW=exact or stale, stale=stale), U.shape[1] - size, products
 
 
 class _Harvest:
     """``Z = [W, p_0, ..., p_{l-1}]`` with ``A Z`` and ``M A Z`` for the Rayleigh-Ritz step;
-    ``p_j`` are the first ``limit`` search directions of a solve, kept column by column
-    (only the columns a solve produces are allocated)."""
+    ``p_j`` are the first ``limit`` search directions of a solve, written into the spare
+    columns of the deflation's blocks."""
 
     def __init__(self, deflation: _Deflation, limit: int, M):
-        self.deflation = deflation if limit else _Deflation.empty(deflation.W.shape[0], deflation.W.dtype)
-        self.limit = limit
+        self.deflation = deflation
+        self.limit = min(limit, deflation.blocks[0].shape[1] - deflation.size)
         self.broken = False
-        self.columns: tuple[list, list, list] = ([], [], [])
+        self.count = 0
         self.M = M
-
-    @property
-    def count(self) -> int:
-        return len(self.columns[0])
+        self.alphas: list[float] = []
+        self.rhos: list[float] = []  # rho_0 .. rho_count (one more than the directions)
+        self.cross: list[np.ndarray] = []  # (A W)^H M A p_j
 
     @property
     def offset(self) -> int:
@@ -230,18 +238,38 @@ class _Harvest:
     def wants_more(self) -> bool:
         return self.count < self.limit
 
-    def add(self, p, Ap, MAp) -> None:
-        """Keep ``p`` (copied: the iteration updates it in place), ``A p`` and ``M A p``."""
-        for column, vector in zip(self.columns, (p.copy(), Ap, MAp)):
-            column.append(vector)
+    def add(self, p, Ap, alpha: float, rho: float, rho_next: float, cross: np.ndarray, z=None, z_next=None) -> None:
+        """Keep ``p`` (copied: the iteration updates it in place), ``A p`` and ``M A p = (z -
+        z_next) / alpha`` (``A p`` without ``z``: no preconditioner) with the step's ``alpha``,
+        ``rho = r^H z`` before and after it and ``(A W)^H M A p``."""
+        column = self.offset + self.count
+        Z, AZ, MAZ = self.deflation.blocks
+        Z[:, column] = p
+        AZ[:, column] = Ap
+        if z is None:
+            MAZ[:, column] = Ap
+        else:  # formed in its column: no temporaries
+            np.subtract(z, z_next, out=MAZ[:, column])
+            MAZ[:, column] /= alpha
+        if not self.count:
+            self.rhos.append(rho)
+        self.alphas.append(alpha)
+        self.rhos.append(rho_next)
+        self.cross.append(cross)
+        self.count += 1
 
-    def blocks(self) -> np.ndarray:
-        """``[Z, A Z, M A Z]`` as one ``n x 3c`` array (``M A W`` is applied here, once, unless
-        the space carried it), so that the Rayleigh-Ritz step reads it from memory once."""
-        W, AW, MAW = self.deflation.W, self.deflation.AW, self.deflation.MAW
-        if MAW is None:
-            MAW = AW if self.M is None or not self.offset else np.asarray(self.M @ AW)
-        return np.column_stack([W, *self.columns[0], AW, *self.columns[1], MAW, *self.columns[2]])
+    def close(self) -> None:
+        """Take no more directions (those of a restarted iteration are not conjugate to these)."""
+        self.limit = self.count
+
+    def blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``Z``, ``A Z``, ``M A Z`` (views); ``M A W`` is applied here, once, unless the space carried it."""
+        deflation = self.deflation
+        if deflation.MAW is None and self.offset:
+            deflation.blocks[2][:, :self.offset] = deflation.AW if self.M is None else np.asarray(self.M @ deflation.AW)
+            deflation.MAW = deflation.blocks[2][:, :self.offset]
+        c = self.offset + self.count
+        return tuple(block[:, :c] for block in deflation.blocks)
 
 
 def _kernel(system: LinearSystem, M: LinearOperator | None, deflation: _Deflation, harvest: _Harvest):
@@ -255,6 +283,12 @@ def _kernel(system: LinearSystem, M: LinearOperator | None, deflation: _Deflatio
         return Step(None, used, estimates, failure=what)
 
     def kernel(r, max_iterations, report):
+        try:
+            return correction(r, max_iterations, report)
+        finally:
+            harvest.close()
+
+    def correction(r, max_iterations, report):
         coefficients = W_H @ r
         d = W @ coefficients
         r = r - AW @ coefficients
@@ -266,7 +300,8 @@ def _kernel(system: LinearSystem, M: LinearOperator | None, deflation: _Deflatio
         rho = float(np.vdot(r, z).real)
         if not rho > 0.0:
             return failed(0, estimates, _not_positive("M", rho))
-        p = z - W @ (AW_H @ z)
+        mu = AW_H @ z
+        p = z - W @ mu
         for iteration in range(1, max_iterations + 1):
             Ap = A @ p
             curvature = float(np.vdot(p, Ap).real)
@@ -286,16 +321,19 @@ def _kernel(system: LinearSystem, M: LinearOperator | None, deflation: _Deflatio
             if converged and (M is not None or not harvest.wants_more):
                 return Step(d, iteration, estimates)  # the last p is not worth an application of M
             z_next = r if M is None else np.asarray(M @ r)
-            if harvest.wants_more:
-                harvest.add(p, Ap, Ap if M is None else (z - z_next) / alpha)
+            rho_next = float(np.vdot(r, z_next).real)
+            mu_next = AW_H @ z_next
+            if harvest.wants_more:  # M A p = (z - z_next) / alpha, so (A W)^H M A p = (mu - mu_next) / alpha
+                harvest.add(p, Ap, alpha, rho, rho_next, (mu - mu_next) / alpha,
+                            *(() if M is None else (z, z_next)))
             if converged:
                 return Step(d, iteration, estimates)
-            rho_next = float(np.vdot(r, z_next).real)
             if not rho_next > 0.0:
                 return failed(iteration, estimates, _not_positive("M", rho_next))
             p *= rho_next / rho
-            p += z_next - W @ (AW_H @ z_next)
-            z, rho = z_next, rho_next
+            p += z_next
+            p -= W @ mu_next
+            z, rho, mu = z_next, rho_next, mu_next
         return Step(d, max_iterations, estimates)
 
     return kernel
@@ -312,42 +350,68 @@ def _not_positive(which: str, value: float) -> str:
             "or method='gcrodr'")
 
 
+def _projected_matrices(harvest: _Harvest, MAZ: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``F = Z^H A Z`` and ``G = (A Z)^H M A Z`` on ``Z = [W, P]`` from CG's own coefficients.
+
+    ``W^H A W = I`` and ``W^H A P = 0`` (the deflation), ``P^H A P = diag(rho_j / alpha_j)``
+    (conjugacy) and, since ``A p_j = (r_j - r_{j+1}) / alpha_j`` and ``M A p_j = (z_j -
+    z_{j+1}) / alpha_j`` with ``r_i^H z_j = rho_j delta_ij``, ``(A P)^H M A P`` is
+    tridiagonal; ``(A W)^H M A P`` is the kernel's ``(mu_j - mu_{j+1}) / alpha_j``. Only
+    ``(A W)^H M A W`` is a product of ``n``-vectors (``k x n x k``, from ``MAZ =`` :meth:`_Harvest.blocks`).
+    """
+    o, count = harvest.offset, harvest.count
+    c = o + count
+    dtype = harvest.deflation.W.dtype
+    alpha, rho = np.array(harvest.alphas), np.array(harvest.rhos)
+    F = np.zeros((c, c), dtype=dtype)
+    F[np.arange(o), np.arange(o)] = 1.0
+    F[np.arange(o, c), np.arange(o, c)] = rho[:-1] / alpha
+    G = np.zeros((c, c), dtype=dtype)
+    G[:o, :o] = harvest.deflation.AW_H @ MAZ[:, :o]
+    if count:
+        G[:o, o:] = np.column_stack(harvest.cross)
+        G[o:, :o] = G[:o, o:].conj().T
+        G[np.arange(o, c), np.arange(o, c)] = (rho[:-1] + rho[1:]) / alpha ** 2
+        off = -rho[1:-1] / (alpha[:-1] * alpha[1:])
+        G[np.arange(o, c - 1), np.arange(o + 1, c)] = off
+        G[np.arange(o + 1, c), np.arange(o, c - 1)] = off
+    return F, G
+
+
 def _rayleigh_ritz(space: RecycleSpace, harvest: _Harvest, k: int, key: str, M_given=None) -> None:
     """Replace the space by the ``k`` Ritz vectors of ``M A`` with smallest Ritz values on ``[W, P]``."""
     if harvest.broken or harvest.offset + harvest.count == 0:
         return
-    blocks = harvest.blocks()
-    c = blocks.shape[1] // 3
-    products = blocks[:, :2 * c].conj().T @ blocks[:, c:]  # [Z, A Z]^H [A Z, M A Z], one pass
-    if not np.isfinite(products).all():  # every column of every block meets a row or column here
+    Z, AZ, MAZ = harvest.blocks()
+    F, G = _projected_matrices(harvest, MAZ)
+    if not (np.isfinite(F).all() and np.isfinite(G).all()):
         return
-    F = products[:c, :c]
-    G = products[c:, c:].copy()
-    stale = harvest.deflation.stale
-    if stale and harvest.count:  # only the W-block is stale: G_PW from the exact G_WP = (A W)^H M A P
-        o = harvest.offset
-        G[o:, :o] = G[:o, o:].conj().T
-    f, V = sla.eigh((F + F.conj().T) / 2)
+    f, V = np.linalg.eigh((F + F.conj().T) / 2)
     keep = f > POSITIVITY_TOLERANCE * max(f[-1], 0.0)
     if f[-1] <= 0.0 or not keep.any():
         return
     T = V[:, keep] / np.sqrt(f[keep])
-    _, S = sla.eigh(T.conj().T @ ((G + G.conj().T) / 2) @ T)
+    _, S = np.linalg.eigh(T.conj().T @ ((G + G.conj().T) / 2) @ T)
     Y = T @ S[:, :k]
     # C = A Z Y is made orthonormal through its small Gram matrix (Cholesky QR, Y <- Y R^-1), so
     # that the space need not QR-factorise an n x k block (it checks C^H C = I and does so if not)
-    gram = Y.conj().T @ products[c:, :c] @ Y  # products[c:, :c] = (A Z)^H A Z
+    C = AZ @ Y
+    gram = C.conj().T @ C
     try:
-        R = sla.cholesky((gram + gram.conj().T) / 2)
+        R = sla.cholesky((gram + gram.conj().T) / 2, check_finite=False)
     except np.linalg.LinAlgError:  # numerically singular: the space's pivoted QR drops directions
         R = None
     if R is not None:
-        Y = sla.solve_triangular(R, Y.T, trans="T").T
-    U, C, MC = np.split(blocks @ sla.block_diag(Y, Y, Y), 3, axis=1)  # Z Y, A Z Y, M A Z Y
+        Y = sla.solve_triangular(R, Y.T, trans="T", check_finite=False).T
+        C = AZ @ Y
+    U, MC = Z @ Y, MAZ @ Y
+    if not (np.isfinite(U).all() and np.isfinite(C).all() and np.isfinite(MC).all()):
+        return
     if M_given is None:
         space.store(U, C, key=key, method=METHOD)
     else:  # a stale M A W makes M C stale too: kept for selection, not bound to M_given
-        space.store(U, C, key=key, method=METHOD, MC=MC, preconditioner=None if stale else M_given)
+        space.store(U, C, key=key, method=METHOD, MC=MC,
+                    preconditioner=None if harvest.deflation.stale else M_given)
 
 
 def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None, M=None,
@@ -373,8 +437,8 @@ def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None
     k : int
         Ritz vectors kept for the next solve (at most ``recycle.k``); the Rayleigh-Ritz
         step sees the deflation space and the first ``4 k`` search directions (it stores
-        them with their products by ``A`` and ``M A``: ``3 (size + 4 k)`` vectors of
-        length ``n``).
+        them with their products by ``A`` and ``M A`` in the space's scratch: ``3 (size +
+        4 k)`` vectors of length ``n``, kept with the space between solves).
     maxiter : int, optional
         Total CG iterations over all restarts on the true residual; default ``10 n``.
     M : LinearOperator or matrix, optional
@@ -448,17 +512,17 @@ def recycled_cg_result(A, b, x0=None, *, rtol=1e-5, atol=0.0, k=10, maxiter=None
     matrix = system.operator.A
     check_hermitian(matrix)
     M_given, M = M, as_preconditioner(M, system.n)
+    limit = HARVEST_FACTOR * int(k) if recycle is not None else 0
     deflation = _Deflation.empty(system.n, system.dtype)
     key = None
     if recycle is not None:
         recycle.check_compatible(system.n, system.dtype, METHOD)
         key = operator_key(matrix)
-        carried = (recycle.U, recycle.MC)  # rebinding forgets MC: keep it for selection
-        system.operator.count += recycle.bind(matrix, key)
-        deflation, dropped = _Deflation.from_space(recycle, system.n, system.dtype, M_given,
-                                                   carried if stale_selection else None)
+        deflation, dropped, products = _Deflation.from_space(recycle, system.n, system.dtype, matrix, key,
+                                                             M_given, stale_selection, spare=limit)
+        system.operator.count += products
         recycle.dropped += dropped
-    harvest = _Harvest(deflation, HARVEST_FACTOR * int(k) if recycle is not None else 0, M)
+    harvest = _Harvest(deflation, limit, M)
     result = solve_by_corrections(
         METHOD, system, _kernel(system, M, deflation, harvest),
         budget=10 * system.n if maxiter is None else int(maxiter),

@@ -274,9 +274,11 @@ class _Cycles:
             if self.M is not None:  # the last M's preimage of U, else the flexible stand-in C
                 carried = space.preimage if space.preimage is not None else space.C
                 self.Y = carried[:, : self.k].astype(dtype)
-        self.W = np.empty((self.system.n, self.m + 1), dtype=dtype, order="F")
+        # the Arnoldi basis and Z = M V live in the space's scratch, so that a sequence of
+        # solves does not fault fresh pages in for them every time
+        self.W, Z = space.scratch(self.system.n, dtype, self.m + 1, count=2)
         if self.M is not None:
-            self.Z = np.empty((self.system.n, self.m), dtype=dtype, order="F")
+            self.Z = Z[:, : self.m]
 
     def __call__(self, r, max_iterations, report):
         if self.W is None:

@@ -17,8 +17,9 @@ Two matrices are kept, both ``n x k``:
 :meth:`RecycleSpace.bind` makes the pair valid for a new operator: when the operator
 is the one the space was built on (same :func:`operator_key`) it is reused as it is;
 otherwise ``C = Op U`` is recomputed as one block product and re-orthonormalised by a
-QR factorisation, ``U <- U R^{-1}``, dropping directions that became numerically
-dependent. :meth:`RecycleSpace.store` skips that QR when the ``C`` it is given has
+QR factorisation, ``U <- U R^{-1}`` (Cholesky QR, twice, when ``C`` is well
+conditioned; else a pivoted Householder QR, dropping directions that became
+numerically dependent). :meth:`RecycleSpace.store` skips that QR when the ``C`` it is given has
 orthonormal columns already (GCRO-DR's ``C`` does; recycled CG makes its ``C``
 orthonormal in the small space): checking the Gram matrix costs about a fifth of a
 pivoted QR.
@@ -28,6 +29,9 @@ Rayleigh-Ritz step) may store it beside ``U`` and ``C`` (:attr:`RecycleSpace.MC`
 follows every change of basis of ``C`` and is forgotten when the operator or ``M``
 changes, so it saves ``size`` applications of ``M`` per solve only while both stay
 the same (a fixed operator with varying right-hand sides).
+
+A method may also keep its working blocks with the space (:meth:`RecycleSpace.scratch`),
+so that a sequence of solves reuses their memory instead of faulting fresh pages in.
 
 A method whose ``U`` lives in the solution variable of a right-preconditioned solve
 (GCRO-DR) may also keep ``Y ~ M^{-1} U`` (:attr:`RecycleSpace.preimage`), the
@@ -69,6 +73,10 @@ DEPENDENCE_TOLERANCE = 1e-10
 
 ORTHONORMAL_TOLERANCE = 1e-12
 """:meth:`RecycleSpace.store` keeps ``C`` as it is when ``max|C^H C - I|`` is at most this."""
+
+CHOLESKY_QR_CONDITION = 1e6
+"""``C`` is orthonormalised by Cholesky QR (two passes) when the first pass's ``R`` has a
+2-norm condition number below this; otherwise by a pivoted Householder QR."""
 
 
 class OperatorKey(str):
@@ -166,6 +174,7 @@ class RecycleSpace:
         self.MC: np.ndarray | None = None
         self.preconditioner = None
         self.preimage: np.ndarray | None = None
+        self._scratch: tuple[np.ndarray, ...] = ()
 
     @property
     def size(self) -> int:
@@ -180,6 +189,31 @@ class RecycleSpace:
         """Forget every direction (the next solve starts without recycling)."""
         self.U = self.C = self.key = None
         self.MC = self.preconditioner = self.preimage = None
+        self._scratch = ()
+
+    def scratch(self, n: int, dtype, width: int, count: int = 3) -> tuple[np.ndarray, ...]:
+        """``count`` column-major ``n x width`` work arrays, the same memory from one solve to the next.
+
+        A method's working blocks (recycled CG's ``[W, P]``, ``A [W, P]``, ``M A [W, P]``)
+        live here between solves, so that a sequence of solves does not fault fresh pages
+        in for them every time (on sorted 100^2 Poisson systems, 27 page faults a recycled
+        CG solve instead of 380, about 1 ms of a 20 ms solve on a loaded machine).
+        The contents are undefined; the arrays are reallocated when ``n``, ``dtype`` or
+        ``count`` change or more columns are asked for, and released by :meth:`clear`.
+
+        Examples
+        --------
+        >>> space = RecycleSpace(k=2)
+        >>> first = space.scratch(5, float, 3)
+        >>> [block.shape for block in first], space.scratch(5, float, 2)[0].base is first[0].base
+        ([(5, 3), (5, 3), (5, 3)], True)
+        """
+        dtype = np.dtype(dtype)
+        held = self._scratch
+        if (len(held) != count or not held or held[0].shape[0] != n or held[0].dtype != dtype
+                or held[0].shape[1] < width):
+            held = self._scratch = tuple(np.empty((n, width), dtype=dtype, order="F") for _ in range(count))
+        return tuple(block[:, :width] for block in held)
 
     def check_compatible(self, n: int, dtype, method: str) -> None:
         """Refuse a space built for another system size, dtype or method (one clear line).
@@ -261,27 +295,61 @@ class RecycleSpace:
 
     def _orthonormalise(self, U: np.ndarray, C: np.ndarray) -> None:
         """Set ``C <- Q``, ``U <- U R^{-1}`` (and ``MC``, ``preimage``) from ``C = Q R``, dropping
-        dependent directions."""
-        Q, R, pivots = sla.qr(C, mode="economic", pivoting=True)
-        diagonal = np.abs(np.diag(R))
-        if diagonal.size == 0 or diagonal[0] == 0.0:
-            self.dropped += U.shape[1]
-            self.clear()
-            return
-        keep = int(np.count_nonzero(diagonal > DEPENDENCE_TOLERANCE * diagonal[0]))
-        self.dropped += U.shape[1] - keep
-        R = R[:keep, :keep]
-        self.C = np.ascontiguousarray(Q[:, :keep])
-        self.U = self._right_solve(U[:, pivots[:keep]], R)
+        dependent directions.
+
+        A well-conditioned ``C`` (the usual case: the last space's ``C`` was orthonormal
+        for a nearby operator) is factorised by CholeskyQR2 (Fujiwara, Fukaya, Nakatsukasa,
+        Yamamoto & Yamamoto, ETNA 44, 2015: Cholesky QR applied twice, orthogonal to working
+        precision for condition numbers up to about ``eps^-1/2``), ``2 n k^2`` flops in
+        matrix products; a pivoted Householder QR, which also finds dependent columns,
+        takes over above :data:`CHOLESKY_QR_CONDITION` (measured with ``k = 10``, both
+        paths with ``U <- U R^{-1}``: a quarter of the time at ``n = 10^4``, 0.6x at
+        ``n = 32^3``).
+        """
+        factors = self._cholesky_qr(C)
+        if factors is not None:
+            Q, R = factors
+            chosen = slice(None)
+        else:
+            Q, R, pivots = sla.qr(C, mode="economic", pivoting=True)
+            diagonal = np.abs(np.diag(R))
+            if diagonal.size == 0 or diagonal[0] == 0.0:
+                self.dropped += U.shape[1]
+                self.clear()
+                return
+            keep = int(np.count_nonzero(diagonal > DEPENDENCE_TOLERANCE * diagonal[0]))
+            self.dropped += U.shape[1] - keep
+            Q, R, chosen = Q[:, :keep], R[:keep, :keep], pivots[:keep]
+        self.C = np.ascontiguousarray(Q)
+        self.U = self._right_solve(U[:, chosen], R)
         if self.MC is not None:
-            self.MC = self._right_solve(self.MC[:, pivots[:keep]], R)
+            self.MC = self._right_solve(self.MC[:, chosen], R)
         if self.preimage is not None:
-            self.preimage = self._right_solve(self.preimage[:, pivots[:keep]], R)
+            self.preimage = self._right_solve(self.preimage[:, chosen], R)
+
+    @classmethod
+    def _cholesky_qr(cls, C: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(Q, R)`` with ``C = Q R`` by CholeskyQR2, or None when ``C`` is too ill-conditioned."""
+        Q, R = C, None
+        for _ in range(2):
+            gram = Q.conj().T @ Q
+            try:
+                factor = np.linalg.cholesky((gram + gram.conj().T) / 2).conj().T  # upper: gram = F^H F
+            except np.linalg.LinAlgError:
+                return None
+            if R is None and not (factor.size and np.linalg.cond(factor) < CHOLESKY_QR_CONDITION):
+                return None
+            Q = cls._right_solve(Q, factor)
+            R = factor if R is None else factor @ R
+        return Q, R
 
     @staticmethod
     def _right_solve(X: np.ndarray, R: np.ndarray) -> np.ndarray:
-        """``X R^{-1}`` for upper triangular ``R``."""
-        return np.ascontiguousarray(sla.solve_triangular(R, X.T, trans="T", lower=False).T)
+        """``X R^{-1}`` for upper triangular ``R`` (``k x k``), as one product with ``R^{-1}``: a
+        matrix product runs at about twice the speed of a triangular solve with ``n x k``
+        right-hand sides, with the same ``cond(R) eps`` forward error."""
+        inverse = sla.solve_triangular(R, np.eye(R.shape[0], dtype=R.dtype), lower=False, check_finite=False)
+        return X @ inverse
 
     def __repr__(self) -> str:
         return f"RecycleSpace(k={self.k}, size={self.size}, method={self.method!r})"

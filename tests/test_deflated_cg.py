@@ -10,7 +10,7 @@ from sciml.datasets import diffusion_matrix, gaussian_random_field
 from sciml.errors import SciMLError
 from sciml.solvers import cg_result, make_preconditioner
 from sciml.solvers.recycle_space import RecycleSpace, operator_key
-from sciml.solvers.deflated_cg import _change_of_basis, _Deflation, recycled_cg, recycled_cg_result
+from sciml.solvers.deflated_cg import _Deflation, recycled_cg, recycled_cg_result
 
 
 def darcy_matrix(resolution, t, theta=0.1):
@@ -201,8 +201,9 @@ def test_deflation_drops_non_positive_directions_of_w_a_w():
     space = RecycleSpace(k=3)
     space.U = np.eye(6)[:, :3]
     space.C = np.eye(6)[:, :3] @ np.diag([1.0, 1e-16, -1.0])  # U^T C = diag(1, 1e-16, -1)
-    deflation, dropped = _Deflation.from_space(space, 6, np.float64)
-    assert deflation.size == 1 and dropped == 2
+    space.key = "bound"
+    deflation, dropped, products = _Deflation.from_space(space, 6, np.float64, key="bound")
+    assert deflation.size == 1 and dropped == 2 and products == 0
     np.testing.assert_allclose(deflation.W.T @ deflation.AW, np.eye(1))
 
 
@@ -224,10 +225,31 @@ def test_complex_hermitian_system_and_callback():
     assert np.iscomplexobj(space.U) and space.size == 3
 
 
-def test_change_of_basis_follows_u_and_refuses_a_dependent_old_basis():
-    rng = np.random.default_rng(7)
-    U_old, MC_old, T = rng.standard_normal((50, 3)), rng.standard_normal((50, 3)), rng.standard_normal((3, 3))
-    np.testing.assert_allclose(_change_of_basis(U_old, MC_old, U_old @ T, float), MC_old @ T, rtol=1e-10)
-    assert _change_of_basis(U_old, MC_old, U_old, float) is MC_old  # not re-bound: the same basis
-    dependent = np.column_stack([U_old[:, :2], U_old[:, 0] + 1e-12 * U_old[:, 1]])
-    assert _change_of_basis(dependent, MC_old, U_old, float) is None
+def complex_hermitian_matrix(n, seed):
+    skew = sp.random_array((n, n), density=0.05, rng=np.random.default_rng(seed))
+    return (sp.diags_array(np.linspace(12.0, 400.0, n)) + 1j * (skew - skew.T)).tocsr()
+
+
+@pytest.mark.parametrize("case", ["real, jacobi", "complex, no preconditioner"])
+def test_projected_matrices_from_the_recurrence_match_explicit_products(monkeypatch, case):
+    """F = Z^H A Z and G = (A Z)^H M A Z built from CG's coefficients equal the block products of
+    the kept directions, W-blocks included (same A and M: M A W is exact)."""
+    import sciml.solvers.deflated_cg as deflated_cg
+
+    captured = []
+    original = deflated_cg._rayleigh_ritz
+    monkeypatch.setattr(deflated_cg, "_rayleigh_ritz",
+                        lambda space, harvest, *rest: captured.append(harvest) or original(space, harvest, *rest))
+    A = darcy_matrix(24, 0) if case.startswith("real") else complex_hermitian_matrix(200, 6)
+    M = make_preconditioner("jacobi", A) if case.startswith("real") else None
+    space = RecycleSpace(k=4)
+    rng = np.random.default_rng(5)
+    for _ in range(2):
+        b = rng.standard_normal(A.shape[0]) * (1 if M is not None else 1 + 1j)
+        assert recycled_cg_result(A, b, rtol=1e-9, k=4, M=M, recycle=space).converged
+    harvest = captured[-1]
+    assert harvest.offset == 4 and harvest.count == 16
+    Z, AZ, MAZ = harvest.blocks()
+    F, G = deflated_cg._projected_matrices(harvest, MAZ)
+    for recurrence, explicit in ((F, Z.conj().T @ AZ), (G, AZ.conj().T @ MAZ)):
+        np.testing.assert_allclose(recurrence, explicit, atol=1e-8 * np.abs(explicit).max())

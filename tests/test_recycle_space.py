@@ -151,3 +151,32 @@ def test_preimage_follows_every_change_of_basis_and_survives_rebinding():
         space.store(space.U, space.C, operator_key(B), method="test", preimage=Y[:, :2])
     space.clear()
     assert space.preimage is None
+
+
+def test_cholesky_qr_serves_a_well_conditioned_c_and_pivoted_qr_an_ill_conditioned_one():
+    rng = np.random.default_rng(8)
+    C = rng.standard_normal((60, 4))
+    Q, R = RecycleSpace._cholesky_qr(C)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(4), atol=1e-13)
+    np.testing.assert_allclose(Q @ R, C, atol=1e-12)
+    assert np.allclose(R, np.triu(R))
+    nearly_dependent = np.column_stack([C[:, :3], C[:, 0] + 1e-9 * C[:, 1]])
+    assert RecycleSpace._cholesky_qr(nearly_dependent) is None  # too ill-conditioned: pivoted QR instead
+    A = laplacian(60, 0.3)
+    U = np.linalg.solve(A.toarray(), nearly_dependent)
+    space = RecycleSpace(4)
+    space.store(U, nearly_dependent, operator_key(A), method="test")
+    np.testing.assert_allclose(space.C.T @ space.C, np.eye(space.size), atol=1e-12)
+    np.testing.assert_allclose(A @ space.U, space.C, atol=1e-8)
+
+
+def test_scratch_is_the_same_memory_until_its_shape_changes_or_the_space_is_cleared():
+    space = RecycleSpace(3)
+    first = space.scratch(20, float, 5)
+    assert len(first) == 3 and all(block.shape == (20, 5) and block.flags.f_contiguous for block in first)
+    assert all(np.shares_memory(a, b) for a, b in zip(first, space.scratch(20, float, 4)))
+    assert not np.shares_memory(first[0], space.scratch(20, complex, 4)[0])
+    wider = space.scratch(20, complex, 9, count=2)
+    assert len(wider) == 2 and wider[0].shape == (20, 9)
+    space.clear()
+    assert not np.shares_memory(wider[0], space.scratch(20, complex, 9, count=2)[0])
