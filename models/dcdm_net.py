@@ -63,10 +63,11 @@ class DCDMNet(GridModel, name="dcdm-net"):
     takes more iterations the larger the grid. With shared levels the receptive field
     always spans the grid, and a net trained at 64^2 applies the same level map on
     every level of a 512^2 grid. Measured (energy loss, 1,500 steps at 64^2): 68, 123,
-    591 and 1,248 DCDM iterations at 64^2, 128^2, 256^2 and 512^2 -- the learned level
-    map does not yet compose beyond the depth it was trained at, and training further
-    on a mix of grid sizes (several depths) did not change that (see
-    :mod:`sciml.dcdm_training`, "Several operators").
+    591 and 1,248 DCDM iterations at 64^2, 128^2, 256^2 and 512^2; more Ritz
+    right-hand sides on a mix of grid sizes did not change that (see
+    :mod:`sciml.dcdm_training`, "Several operators"), but fine-tuning on the residuals
+    of its own DCDM runs at 64^2 to 256^2 did ("Training on its own residuals"): 20,
+    21, 23 and 25, so the shared level map does compose to a depth it was not trained at.
 
     Input channels: ``in_channels=1`` is the residual alone, as in the paper;
     ``in_channels=2`` (the default here, a departure) adds the fluid mask as a second

@@ -35,6 +35,32 @@ Departures from the paper's code, and why:
   already weights the low end by ``1/lambda``, so it is used with uniform coefficients
   (``low_fraction=0``); with the x9 weighting on top, the net neglected the high end
   (89 iterations).
+- **Training on its own residuals** (option ``residual_fraction`` of :func:`train_dcdm`;
+  DAgger-style data aggregation, Ross, Gordon and Bagnell, AISTATS 2011; not in the
+  paper). A net trained on Ritz right-hand sides alone does well on DCDM's first
+  residuals but not on the later ones, smooth mixtures of the lowest modes in
+  proportions no Ritz combination resembles: past twice the training size about half
+  of DCDM's steps were CG fallbacks. Fine-tuning runs DCDM with the current net on
+  every training operator, keeps the normalised residuals ``r_k / ||r_k||`` it meets
+  (:func:`dcdm_residuals`) and draws ``residual_fraction`` of every batch from them, the
+  rest from the Ritz basis; ``residual_rounds > 1`` repeats this with the improved net,
+  the banks growing. A residual's ``b^T A^-1 b`` is not known from the Ritz values, so
+  then every energy comes from one sparse LU per operator (exact; a fraction of a
+  second at 128^2, which is why this is meant for training-size grids). Measured on the
+  benchmark system (obstacle Poisson, rtol 1e-6), starting from the 64^2 net (1,500 Ritz
+  steps: 68 / 123 / 591 / 1,248 DCDM iterations at 64^2 / 128^2 / 256^2 / 512^2;
+  IC(0)-PCG 101 / 204 / 401 / 847), fine-tuned on 8 layouts at 64^2 and 4 at 128^2,
+  half of every batch residuals, 300 steps a round at lr 5e-4: two rounds with each
+  layout's source and two random right-hand sides 22 / 28 / 32 / 43 (15 min on one
+  loaded thread); with three random right-hand sides instead 22 / 29 / 32 / 96, so
+  right-hand sides like the ones to be solved matter; one round 28 / 37 / 49 / 83.
+  Then one more round on 4 + 4 + 2 layouts at 64^2 / 128^2 / 256^2 (200 steps, lr 3e-4,
+  8 min): 21 / 25 / 30 / 35; and one more on 4 + 4 layouts at 128^2 / 256^2 (150 steps,
+  lr 2e-4, 11 min): 20 / 21 / 23 / 25, 1.2x from 128^2 to 512^2 and 34x fewer than
+  IC(0). On three other layouts: 20 / 21 / 22 / 26, 24 / 23 / 24 / 27, but 23 / 23 / 30
+  / 61 (2.7x; 92 with 26 CG fallbacks before the last round), so past the largest
+  training size it can still lose its grip. The first 300 steps with exact energies
+  but no residuals: 50 / 365 / 770 (worse than before fine-tuning).
 - **Streaming.** The reference stores a dense matrix of all its right-hand sides (one per
   Lanczos vector; tens of GB at 64^3). Here only the Ritz basis is kept
   (:class:`RitzRightHandSides`, ``n x m`` in float32) and every batch is drawn from it on
@@ -58,7 +84,7 @@ Departures from the paper's code, and why:
   512 Ritz vectors (400 steps), 107 / 166 / 583 / 1,008 up to 512^2 (before: 1,248;
   growth 128^2 -> 512^2 6.1x, CG 4.1x). The one-step loss does not predict
   the iteration count: DCDM's later residuals are where the net is weak, and it is
-  the CG fallback steps that carry it there.
+  the CG fallback steps that carry it there (what "Training on its own residuals" fixes).
 
 Examples
 --------
@@ -84,6 +110,7 @@ from typing import Sequence
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
 
@@ -92,8 +119,8 @@ from sciml.models.dcdm_net import DCDMNet
 from sciml.solvers.deep_conjugate_direction import decoupled_cells, grid_of
 from sciml.solvers.stopping import as_matrix
 
-__all__ = ["StencilOperator", "lanczos_ritz_vectors", "RitzRightHandSides", "TrainingSystem", "dcdm_loss",
-           "train_dcdm", "DCDMTraining", "obstacle_training_systems", "save_dcdm", "load_dcdm"]
+__all__ = ["StencilOperator", "lanczos_ritz_vectors", "RitzRightHandSides", "TrainingSystem", "dcdm_residuals",
+           "dcdm_loss", "train_dcdm", "DCDMTraining", "obstacle_training_systems", "save_dcdm", "load_dcdm"]
 
 
 class StencilOperator:
@@ -265,12 +292,39 @@ class RitzRightHandSides:
 
 @dataclasses.dataclass
 class TrainingSystem:
-    """One training operator: its stencil, coupled-cell mask and Ritz right-hand sides."""
+    """One training operator: its stencil, coupled-cell mask and Ritz right-hand sides.
+
+    Optionally also a bank of unit-norm DCDM residuals (:func:`dcdm_residuals`) and an
+    exact solver ``solve(B) = A^-1 B`` (columns) that gives the energies ``b^T A^-1 b``
+    the residuals need (:meth:`draw`).
+    """
 
     grid_shape: tuple[int, ...]
     operator: StencilOperator
     mask: torch.Tensor
     rhs: RitzRightHandSides
+    residuals: torch.Tensor | None = None
+    solve: object = None
+
+    def draw(self, batch_size: int, generator: torch.Generator, residual_fraction: float = 0.0
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A batch of unit-norm right-hand sides and their energies ``b^T A^-1 b``.
+
+        ``round(residual_fraction * batch_size)`` rows are drawn (with replacement) from
+        :attr:`residuals`, the rest are Ritz right-hand sides. With :attr:`solve` set the
+        energies are exact, otherwise the Ritz estimates (None without Ritz values).
+        """
+        has_bank = self.residuals is not None and len(self.residuals) > 0
+        from_bank = int(round(residual_fraction * batch_size)) if has_bank else 0
+        b, energy = self.rhs.batch_with_energy(batch_size - from_bank, generator)
+        if from_bank:
+            picks = torch.randint(self.residuals.shape[0], (from_bank,), generator=generator)
+            b = torch.cat([b, self.residuals[picks.to(self.residuals.device)]])
+        if self.solve is not None:
+            rows = b.detach().to("cpu", torch.float64).numpy()
+            exact = np.einsum("ij,ji->i", rows, self.solve(np.ascontiguousarray(rows.T)))
+            energy = torch.as_tensor(exact, dtype=b.dtype, device=b.device)
+        return b, energy
 
     @classmethod
     def build(cls, A, grid_shape: Sequence[int], n_ritz: int, rng, low_fraction: float = 0.5,
@@ -282,6 +336,45 @@ class TrainingSystem:
         mask = torch.as_tensor(coupled.reshape(grid_shape), dtype=torch.float32, device=device)
         return cls(tuple(grid_shape), StencilOperator(A, grid_shape, torch.float32, device), mask,
                    RitzRightHandSides(vectors, low_fraction, low_weight, device, values=values))
+
+
+def dcdm_residuals(model: DCDMNet, A, right_hand_sides: Sequence[np.ndarray], *,
+                   grid_shape: Sequence[int] | None = None, rtol: float = 1e-6) -> np.ndarray:
+    """Unit-norm residuals ``r_k / ||r_k||`` met by DCDM with ``model`` on ``A x = b``, for each ``b``.
+
+    ``model`` is what :func:`~sciml.solvers.deep_conjugate_direction.dcdm_result` takes:
+    a network, a preconditioner bound to ``A``, or a checkpoint path.
+
+    DCDM (:func:`~sciml.solvers.deep_conjugate_direction.dcdm_result`, at most ``n``
+    iterations) runs on every right-hand side, and the true residuals after its
+    iterations ``1 .. K-1`` (not the converged last one) are kept: the inputs the
+    network meets in its own solves -- late, smooth residuals unlike any Ritz
+    right-hand side -- for DAgger-style training (``residual_fraction`` of :func:`train_dcdm`).
+
+    Returns
+    -------
+    ndarray, shape (total, n), float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sciml.datasets.obstacle_poisson import pressure_matrix
+    >>> A = pressure_matrix(np.ones((8, 8), bool), h=1 / 8)
+    >>> R = dcdm_residuals(DCDMNet(dim=2), A, [np.ones(64)])
+    >>> R.shape[1], bool(np.allclose(np.linalg.norm(R, axis=1), 1, atol=1e-6))
+    (64, True)
+    """
+    from sciml.solvers.deep_conjugate_direction import dcdm_result
+
+    A = as_matrix(A, "dcdm_residuals")
+    rows = []
+    for b in right_hand_sides:
+        b = np.asarray(b, dtype=float)
+        seen = []
+        dcdm_result(A, b, rtol=rtol, maxiter=A.shape[0], model=model, grid_shape=grid_shape,
+                    callback=lambda x: seen.append(b - A @ x))
+        rows += [r / np.linalg.norm(r) for r in seen[:-1] if np.linalg.norm(r) > 0]
+    return np.array(rows, dtype=np.float32).reshape(len(rows), A.shape[0])
 
 
 def dcdm_loss(model: DCDMNet, system: TrainingSystem, b: torch.Tensor, energy: torch.Tensor | None = None
@@ -324,7 +417,8 @@ class DCDMTraining:
 def train_dcdm(matrices: Sequence, *, grid_shapes: Sequence[Sequence[int]] | None = None, model: DCDMNet | None = None,
                dim: int | None = None, steps: int = 1000, batch_size: int = 16, lr: float = 1e-3, n_ritz: int = 128,
                low_fraction: float = 0.5, low_weight: float = 9.0, seed: int = 0, device: str = "cpu",
-               log_every: int = 0, loss: str = "residual") -> DCDMTraining:
+               log_every: int = 0, loss: str = "residual", residual_fraction: float = 0.0,
+               residual_rhs: int | Sequence[Sequence[np.ndarray]] = 3, residual_rounds: int = 1) -> DCDMTraining:
     """Train a DCDM network on the operators ``matrices`` with the unsupervised loss.
 
     Each step draws a batch of Ritz right-hand sides of one operator (cycling through
@@ -349,6 +443,20 @@ def train_dcdm(matrices: Sequence, *, grid_shapes: Sequence[Sequence[int]] | Non
     loss : {"residual", "energy"}
         The paper's residual loss, or the energy-norm loss (a departure, see the module
         docstring and :func:`dcdm_loss`).
+    residual_fraction : float
+        Share of every batch drawn from the residuals that DCDM with the given ``model``
+        meets on each training operator (:func:`dcdm_residuals`; DAgger-style, a
+        departure, see the module docstring). Needs a trained ``model`` to fine-tune;
+        with it and ``loss="energy"``, the energies ``b^T A^-1 b`` of all right-hand
+        sides are exact (one sparse LU per operator). 0: Ritz right-hand sides only.
+    residual_rhs : int or sequence of sequences of ndarray
+        The right-hand sides of those DCDM runs: one sequence per operator (best: like
+        the systems to be solved, e.g. the sources from ``obstacle_training_systems(...,
+        with_rhs=True)``), or a count of random normal ones (on the coupled cells) per operator.
+    residual_rounds : int
+        With ``residual_fraction > 0``: rounds of (DCDM runs with the current net, their
+        residuals added to the bank, ``steps`` steps with a fresh optimizer and schedule);
+        ``residual_rounds * steps`` steps in all.
     seed : int
         Seeds the network initialisation, Lanczos starts and batches.
     device : str
@@ -363,20 +471,37 @@ def train_dcdm(matrices: Sequence, *, grid_shapes: Sequence[Sequence[int]] | Non
     --------
     >>> import numpy as np
     >>> from sciml.datasets.obstacle_poisson import pressure_matrix
-    >>> run = train_dcdm([pressure_matrix(np.ones((8, 8), bool), 1 / 8)], steps=3, batch_size=2, n_ritz=8)
+    >>> A = pressure_matrix(np.ones((8, 8), bool), 1 / 8)
+    >>> run = train_dcdm([A], steps=3, batch_size=2, n_ritz=8)
     >>> len(run.losses)
     3
+    >>> tuned = train_dcdm([A], model=run.model, steps=2, batch_size=2, n_ritz=8, loss="energy",
+    ...                    residual_fraction=0.5, residual_rhs=[[np.ones(64)]])   # fine-tune on its residuals
+    >>> tuned.settings["residual_rhs"], tuned.settings["residuals"][0] > 0
+    ([1], True)
     """
     started = time.perf_counter()
     if not len(matrices):
         raise SciMLError("train_dcdm needs at least one training matrix")
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("n_ritz", n_ritz)):
+    if not 0 <= residual_fraction <= 1:
+        raise SciMLError(f"residual_fraction must be in [0, 1], got {residual_fraction!r}")
+    counts = [("steps", steps), ("batch_size", batch_size), ("n_ritz", n_ritz)]
+    count_given = isinstance(residual_rhs, (int, np.integer)) and not isinstance(residual_rhs, bool)
+    if residual_fraction:
+        counts += [("residual_rounds", residual_rounds)] + ([("residual_rhs", residual_rhs)] if count_given else [])
+    for name, value in counts:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise SciMLError(f"{name} must be an integer >= 1, got {value!r}")
     if not lr > 0:
         raise SciMLError(f"lr must be > 0, got {lr!r}")
     if loss not in ("residual", "energy"):
         raise SciMLError(f"loss must be 'residual' (the paper's) or 'energy', got {loss!r}")
+    if residual_fraction and model is None:
+        raise SciMLError("residual_fraction > 0 fine-tunes a trained network on its own DCDM residuals: pass model= "
+                         "(train one with residual_fraction=0 first)")
+    if residual_fraction and not count_given and len(residual_rhs) != len(matrices):
+        raise SciMLError(f"residual_rhs has {len(residual_rhs)} entries for {len(matrices)} matrices; give one "
+                         "sequence of right-hand sides per matrix, or a count of random ones")
     torch.manual_seed(seed)
     if model is None:
         model = DCDMNet(dim=2 if dim is None else dim)
@@ -390,38 +515,61 @@ def train_dcdm(matrices: Sequence, *, grid_shapes: Sequence[Sequence[int]] | Non
         raise SciMLError(f"got {len(grid_shapes)} grid shapes for {len(matrices)} matrices; give one per matrix")
     systems = [TrainingSystem.build(A, grid_of(as_matrix(A, "train_dcdm").shape[0], model.dim, shape), n_ritz, rng,
                                     low_fraction, low_weight, device) for A, shape in zip(matrices, grid_shapes)]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=lr / 10)
+    starts = []  # the right-hand sides of the DCDM runs, one list per operator
+    if residual_fraction and count_given:
+        for A in matrices:
+            decoupled = decoupled_cells(as_matrix(A, "train_dcdm"))
+            starts.append([np.where(decoupled, 0.0, rng.standard_normal(A.shape[0])) for _ in range(residual_rhs)])
+    elif residual_fraction:
+        starts = [[np.asarray(b, dtype=float) for b in rhs] for rhs in residual_rhs]
     generator = torch.Generator().manual_seed(seed)
     losses = []
-    model.train()
-    for step in range(steps):
-        system = systems[step % len(systems)]
-        b, energy = system.rhs.batch_with_energy(batch_size, generator)
-        value = dcdm_loss(model, system, b, energy if loss == "energy" else None)
-        if not torch.isfinite(value):
-            raise SciMLError(f"the DCDM loss turned non-finite at step {step}; lower lr (now {lr})")
-        optimizer.zero_grad()
-        value.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(float(value.detach()))
-        if log_every and (step + 1) % log_every == 0:
-            print(f"step {step + 1}/{steps}: loss {np.mean(losses[-log_every:]):.4f}", flush=True)
+    for round_ in range(residual_rounds if residual_fraction else 1):
+        if residual_fraction:  # DAgger: add the residuals the current net meets
+            model.eval()
+            for A, system, rhs in zip(matrices, systems, starts):
+                A = as_matrix(A, "train_dcdm")
+                bank = torch.as_tensor(dcdm_residuals(model, A, rhs, grid_shape=system.grid_shape), device=device)
+                system.residuals = bank if system.residuals is None else torch.cat([system.residuals, bank])
+                if system.solve is None and loss == "energy":
+                    system.solve = scipy.sparse.linalg.splu(A.tocsc()).solve
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=lr / 10)
+        model.train()
+        for step in range(steps):
+            system = systems[step % len(systems)]
+            b, energy = system.draw(batch_size, generator, residual_fraction)
+            value = dcdm_loss(model, system, b, energy if loss == "energy" else None)
+            if not torch.isfinite(value):
+                raise SciMLError(f"the DCDM loss turned non-finite at step {step} of round {round_}; "
+                                 f"lower lr (now {lr})")
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(value.detach()))
+            if log_every and (step + 1) % log_every == 0:
+                print(f"round {round_} step {step + 1}/{steps}: loss {np.mean(losses[-log_every:]):.4f}", flush=True)
     model.eval()
     settings = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_ritz": n_ritz, "low_fraction": low_fraction,
                 "low_weight": low_weight, "loss": loss, "seed": seed, "grid_shapes": [list(s.grid_shape) for s in systems]}
+    if residual_fraction:
+        settings.update(residual_fraction=residual_fraction, residual_rhs=[len(rhs) for rhs in starts],
+                        residual_rounds=residual_rounds,
+                        residuals=[int(s.residuals.shape[0]) for s in systems])
     return DCDMTraining(model, losses, time.perf_counter() - started, settings)
 
 
 def obstacle_training_systems(resolution: int | Sequence[int], dim: int = 2, n_layouts: int = 4, seed: int = 0,
-                              **problem_options) -> list:
+                              with_rhs: bool = False, **problem_options) -> list:
     """Matrices of ``n_layouts`` random obstacle layouts of :class:`~sciml.datasets.obstacle_poisson.ObstaclePoisson`.
 
     With several resolutions, ``n_layouts`` layouts of each -- each size drawn from a
     fresh generator seeded ``seed``, so a single size gives the same layouts either way
     -- interleaved (one of every size, then the next of every size, ...), so that
     :func:`train_dcdm`, which cycles through its list, alternates the grid sizes step by step.
+    ``with_rhs=True`` gives ``(A, b)`` pairs, ``b`` the layout's source (for
+    ``residual_rhs`` of :func:`train_dcdm`).
 
     Examples
     --------
@@ -439,8 +587,8 @@ def obstacle_training_systems(resolution: int | Sequence[int], dim: int = 2, n_l
     for size in resolutions:
         rng = np.random.default_rng(seed)
         problem = ObstaclePoisson(resolution=size, dim=dim, **problem_options)
-        per_size.append([problem.assemble(problem.sample_inputs(rng))[0] for _ in range(n_layouts)])
-    return [A for layout in zip(*per_size) for A in layout]
+        per_size.append([problem.assemble(problem.sample_inputs(rng)) for _ in range(n_layouts)])
+    return [pair if with_rhs else pair[0] for layout in zip(*per_size) for pair in layout]
 
 
 def save_dcdm(path: str | os.PathLike, run: DCDMTraining) -> Path:

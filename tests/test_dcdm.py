@@ -18,6 +18,7 @@ from sciml.dcdm_training import (
     StencilOperator,
     TrainingSystem,
     dcdm_loss,
+    dcdm_residuals,
     lanczos_ritz_vectors,
     obstacle_training_systems,
     save_dcdm,
@@ -259,3 +260,42 @@ def test_multi_size_training_systems_interleave_the_sizes(one_torch_thread):
     assert run.settings["grid_shapes"] == [[8, 8], [4, 4], [8, 8], [4, 4]]
     with pytest.raises(SciMLError, match="at least one resolution"):
         obstacle_training_systems([])
+
+
+def test_dcdm_residuals_and_exact_energies_of_a_residual_bank(one_torch_thread):
+    A, b = _system(16)
+    net = _Identity(DCDMNet(dim=2), A)  # DCDM is CG: its residuals are CG's
+    seen = []
+    result = dcdm_result(A, b, model=net, rtol=1e-6, callback=lambda x: seen.append(b - A @ x))
+    bank = dcdm_residuals(net, A, [b])
+    assert bank.shape == (result.iterations - 1, 256) and bank.dtype == np.float32
+    assert np.allclose(bank[-1], seen[-2] / np.linalg.norm(seen[-2]), atol=1e-6)  # the converged last is left out
+    values, vectors = lanczos_ritz_vectors(A, 16, rng=0)
+    rhs = RitzRightHandSides(vectors, low_fraction=0.0, values=values)
+    system = TrainingSystem((16, 16), StencilOperator(A, (16, 16), torch.float32), torch.ones(16, 16), rhs,
+                            residuals=torch.as_tensor(bank), solve=sla.splu(sp.csc_matrix(A)).solve)
+    drawn, energy = system.draw(8, torch.Generator().manual_seed(0), residual_fraction=0.5)
+    rows = drawn.double().numpy()
+    assert sum(any(np.allclose(row, r) for r in bank) for row in rows) == 4
+    assert np.allclose(energy.numpy(), (rows * sla.spsolve(sp.csc_matrix(A), rows.T).T).sum(axis=1), rtol=1e-5)
+
+
+def test_fine_tuning_on_own_residuals_records_its_banks(one_torch_thread):
+    pairs = obstacle_training_systems(8, n_layouts=2, seed=0, with_rhs=True)
+    matrices = [A for A, _ in pairs]
+    assert all((A != B).nnz == 0 for A, B in zip(matrices, obstacle_training_systems(8, n_layouts=2, seed=0)))
+    torch.manual_seed(0)
+    net = DCDMNet(dim=2, levels=0, coarsest=2)
+    run = train_dcdm(matrices, model=net, steps=4, batch_size=4, n_ritz=16, loss="energy", low_fraction=0.0,
+                     residual_fraction=0.5, residual_rhs=[[b] for _, b in pairs], residual_rounds=2)
+    assert run.settings["residual_fraction"] == 0.5 and run.settings["residual_rhs"] == [1, 1]
+    assert all(0 < count <= 2 * 63 for count in run.settings["residuals"])  # <= n - 1 per DCDM run, two rounds
+    assert len(run.losses) == 8 and np.all(np.isfinite(run.losses))
+    with pytest.raises(SciMLError, match="pass model="):
+        train_dcdm(matrices, steps=1, residual_fraction=0.5)
+    with pytest.raises(SciMLError, match="residual_fraction"):
+        train_dcdm(matrices, model=net, steps=1, residual_fraction=1.5)
+    with pytest.raises(SciMLError, match="residual_rounds"):
+        train_dcdm(matrices, model=net, steps=1, residual_fraction=0.5, residual_rounds=0)
+    with pytest.raises(SciMLError, match="one sequence of right-hand sides per matrix"):
+        train_dcdm(matrices, model=net, steps=1, residual_fraction=0.5, residual_rhs=[[pairs[0][1]]])
