@@ -98,7 +98,7 @@ QUICK = {"sizes": {2: (32,)}, "train_size": {2: 16}, "max_matvecs": 2000,
                       "loss": "energy", "low_fraction": 0.0},
          "fine_tuning": {2: ({"layouts": ((1, 2),), "seed": 1, "rhs_seed": 5, "steps": 20, "lr": 5e-4,
                               "rounds": 1},)}}
-COLUMNS = ("dim", "size", "unknowns", "method", "iterations", "matvecs", "setup_seconds", "seconds",
+COLUMNS = ("dim", "size", "layout", "unknowns", "method", "iterations", "matvecs", "setup_seconds", "seconds",
            "network_seconds", "relative_residual", "converged", "cg_fallbacks")
 
 
@@ -204,8 +204,8 @@ def compare(A, b, net: DCDMNet, max_matvecs: int = 5000) -> list[dict]:
 
 
 def run(quick: bool = False, out_dir: str | None = None, *, sizes: dict | None = None, train_size: dict | None = None,
-        training: dict | None = None, fine_tuning: dict | None = None, cache_dir: str | None = None,
-        device: str | None = None) -> list[dict]:
+        training: dict | None = None, fine_tuning: dict | None = None, layouts: Sequence[int] = (100,),
+        cache_dir: str | None = None, device: str | None = None) -> list[dict]:
     """Train (or load) the networks and run every method on every size; return the rows.
 
     Parameters
@@ -222,6 +222,9 @@ def run(quick: bool = False, out_dir: str | None = None, *, sizes: dict | None =
     fine_tuning : dict, optional
         ``{dim: stages}`` of fine-tuning on the net's own residuals (default
         :data:`FINE_TUNING`; ``{}`` for none).
+    layouts : sequence of int
+        Seeds of the obstacle layouts to solve (default 100, the benchmark system; training
+        uses seeds 0-3, so every layout here is one the net was not trained on).
     cache_dir : str, optional
         Folder of trained networks: loaded when present, written after training.
     device : str, optional
@@ -239,10 +242,11 @@ def run(quick: bool = False, out_dir: str | None = None, *, sizes: dict | None =
         if dim not in (2, 3):
             raise SciMLError(f"sizes must be given for dims 2 and 3, got dim {dim}")
         net = trained_network(dim, train_size[dim], training, cache_dir, device, fine_tuning.get(dim, ()))
-        for size in dim_sizes:
-            A, b = obstacle_system(size, dim)
-            for row in compare(A, b, net, QUICK["max_matvecs"] if quick else MAX_MATVECS):
-                rows.append({"dim": dim, "size": size, "unknowns": A.shape[0], **row})
+        for layout in layouts:
+            for size in dim_sizes:
+                A, b = obstacle_system(size, dim, seed=layout)
+                for row in compare(A, b, net, QUICK["max_matvecs"] if quick else MAX_MATVECS):
+                    rows.append({"dim": dim, "size": size, "layout": layout, "unknowns": A.shape[0], **row})
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
         atomic_write_json(os.path.join(out_dir, "bench_preconditioners.json"),
@@ -254,22 +258,24 @@ def run(quick: bool = False, out_dir: str | None = None, *, sizes: dict | None =
 
 
 def iteration_growth(rows: list[dict]) -> list[dict]:
-    """Per dimension and method: iterations at the largest size over those at the smallest.
+    """Per dimension, layout and method: iterations at the largest size over those at the smallest.
 
     Examples
     --------
-    >>> rows = [{"dim": 2, "size": s, "method": "cg", "iterations": i} for s, i in ((64, 100), (128, 210))]
+    >>> rows = [{"dim": 2, "size": s, "layout": 100, "method": "cg", "iterations": i}
+    ...         for s, i in ((64, 100), (128, 210))]
     >>> iteration_growth(rows)
-    [{'dim': 2, 'method': 'cg', 'sizes': '64->128', 'iterations': '100->210', 'growth': 2.1}]
+    [{'dim': 2, 'layout': 100, 'method': 'cg', 'sizes': '64->128', 'iterations': '100->210', 'growth': 2.1}]
     """
     growth = []
-    keys = dict.fromkeys((row["dim"], row["method"]) for row in rows)
-    for dim, method in keys:
-        mine = sorted((r for r in rows if r["dim"] == dim and r["method"] == method), key=lambda r: r["size"])
+    keys = dict.fromkeys((row["dim"], row["layout"], row["method"]) for row in rows)
+    for dim, layout, method in keys:
+        mine = sorted((r for r in rows if (r["dim"], r["layout"], r["method"]) == (dim, layout, method)),
+                      key=lambda r: r["size"])
         if len(mine) < 2 or not mine[0]["iterations"]:
             continue
         first, last = mine[0], mine[-1]
-        growth.append({"dim": dim, "method": method, "sizes": f"{first['size']}->{last['size']}",
+        growth.append({"dim": dim, "layout": layout, "method": method, "sizes": f"{first['size']}->{last['size']}",
                        "iterations": f"{first['iterations']}->{last['iterations']}",
                        "growth": round(last["iterations"] / first["iterations"], 2)})
     return growth
@@ -295,6 +301,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-2d", type=int, default=None, help="2-D training grid size")
     parser.add_argument("--train-3d", type=int, default=None, help="3-D training grid size")
     parser.add_argument("--steps", type=int, default=None, help="training steps")
+    parser.add_argument("--layouts", type=_sizes, default=(100,),
+                        help="comma-separated seeds of the obstacle layouts to solve (default 100)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (quick: 1, fastest for the small grids)")
@@ -308,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     train_size = {d: s for d, s in ((2, args.train_2d), (3, args.train_3d)) if s}
     training = {"steps": args.steps} if args.steps else None
     rows = run(quick=args.quick, out_dir=args.out, sizes=sizes, train_size=train_size, training=training,
-               cache_dir=args.cache, device=args.device)
+               layouts=args.layouts, cache_dir=args.cache, device=args.device)
     print(format_table(rows))
     growth = iteration_growth(rows)
     if growth:
